@@ -1,0 +1,198 @@
+"""Safe msgpack encoding of task payloads and outputs.
+
+Carries dicts, lists (tuples arrive as lists), str, bytes, int, float, bool,
+None, datetime, date, timedelta, Decimal, UUID, sets, dataclasses and pydantic
+models. A dataclass or model travels as its type name and fields; on the other
+side it arrives as the registered type of that name (``register_type``) or,
+unregistered, as a :class:`Record` with attribute access. Decoding never
+imports anything named by the data.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import decimal
+import uuid
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
+
+import msgpack
+from pydantic import BaseModel
+
+from .errors import EncodeError
+
+_DATETIME, _DATE, _TIMEDELTA, _DECIMAL, _UUID, _SET, _OBJECT = range(1, 8)
+
+_registry: dict[str, type[Any]] = {}
+
+class Record(Mapping[str, Any]):
+    """A dataclass or model whose type is not registered here: its fields, by attribute or key."""
+
+    __slots__ = ("_fields", "_type")
+
+    def __init__(self, type_name: str, fields: dict[str, Any]) -> None:
+        object.__setattr__(self, "_type", type_name)
+        object.__setattr__(self, "_fields", fields)
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self._fields[name]
+        except KeyError:
+            raise AttributeError(
+                f"{self._type} record has no field {name!r} (fields: {', '.join(self._fields)})"
+            ) from None
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError(f"{self._type} record is read-only")
+
+    def __getitem__(self, key: str) -> Any:
+        return self._fields[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._fields)
+
+    def __len__(self) -> int:
+        return len(self._fields)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Record):
+            return self._type == other._type and self._fields == other._fields
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash((self._type, tuple(self._fields)))
+
+    def __repr__(self) -> str:
+        inner = ", ".join(f"{k}={v!r}" for k, v in self._fields.items())
+        return f"{self._type.rpartition('.')[2]}({inner})"
+
+    def __reduce__(self) -> Any:  # never picklable: payloads are msgpack only
+        raise TypeError("Record objects are not picklable")
+
+    @property
+    def type_name(self) -> str:
+        """The name the sender's type travelled under."""
+        return str(self._type)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The fields as a plain dict (nested records stay records)."""
+        return dict(self._fields)
+
+def type_name(cls: type[Any]) -> str:
+    """The name a class travels under: ``module.QualName``."""
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+def register_type(cls: type[Any], name: str | None = None) -> type[Any]:
+    """Let values named ``name`` (default: ``module.QualName`` of ``cls``) decode as ``cls``.
+
+    Usable as a class decorator. Only dataclasses and pydantic models qualify.
+    """
+    if not (dataclasses.is_dataclass(cls) or (isinstance(cls, type) and issubclass(cls, BaseModel))):
+        raise TypeError(f"register_type takes a dataclass or pydantic model, not {cls!r}")
+    _registry[name or type_name(cls)] = cls
+    return cls
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Record):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
+
+def _default(obj: Any) -> msgpack.ExtType:
+    if isinstance(obj, dt.datetime):
+        return msgpack.ExtType(_DATETIME, obj.isoformat().encode())
+    if isinstance(obj, dt.date):
+        return msgpack.ExtType(_DATE, obj.isoformat().encode())
+    if isinstance(obj, dt.timedelta):
+        return msgpack.ExtType(_TIMEDELTA, _pack([obj.days, obj.seconds, obj.microseconds]))
+    if isinstance(obj, decimal.Decimal):
+        return msgpack.ExtType(_DECIMAL, str(obj).encode())
+    if isinstance(obj, uuid.UUID):
+        return msgpack.ExtType(_UUID, obj.bytes)
+    if isinstance(obj, (set, frozenset)):
+        return msgpack.ExtType(_SET, _pack(list(obj)))
+    if isinstance(obj, Record):
+        return msgpack.ExtType(_OBJECT, _pack([obj.type_name, obj.to_dict()]))
+    if isinstance(obj, BaseModel):
+        fields = {name: getattr(obj, name) for name in type(obj).model_fields}
+        return msgpack.ExtType(_OBJECT, _pack([type_name(type(obj)), fields]))
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        fields = {f.name: getattr(obj, f.name) for f in dataclasses.fields(obj)}
+        return msgpack.ExtType(_OBJECT, _pack([type_name(type(obj)), fields]))
+    raise TypeError(f"cannot encode {type(obj).__name__}")
+
+def _ext_hook(code: int, data: bytes) -> Any:
+    if code == _DATETIME:
+        return dt.datetime.fromisoformat(data.decode())
+    if code == _DATE:
+        return dt.date.fromisoformat(data.decode())
+    if code == _TIMEDELTA:
+        days, seconds, micros = _unpack(data)
+        return dt.timedelta(days=days, seconds=seconds, microseconds=micros)
+    if code == _DECIMAL:
+        return decimal.Decimal(data.decode())
+    if code == _UUID:
+        return uuid.UUID(bytes=data)
+    if code == _SET:
+        return set(_unpack(data))
+    if code == _OBJECT:
+        name, fields = _unpack(data)
+        cls = _registry.get(name)
+        if cls is None:
+            return Record(name, fields)
+        if isinstance(cls, type) and issubclass(cls, BaseModel):
+            return cls.model_validate(_plain(fields))
+        return cls(**fields)
+    return msgpack.ExtType(code, data)
+
+def _pack(value: Any) -> bytes:
+    return msgpack.packb(value, default=_default, use_bin_type=True, datetime=False)  # type: ignore[no-any-return]
+
+def _unpack(data: bytes) -> Any:
+    return msgpack.unpackb(data, ext_hook=_ext_hook, raw=False, strict_map_key=False)
+
+def encode(value: Any, what: str = "data") -> bytes:
+    """msgpack bytes of ``value``; EncodeError naming the offending part if it cannot travel."""
+    try:
+        return _pack(value)
+    except (TypeError, OverflowError, ValueError) as exc:
+        where, bad = _find_unencodable(value, what)
+        raise EncodeError(
+            f"cannot encode {where}: {bad!r} of type {type(bad).__name__} "
+            f"({exc}); use dicts, lists, str, bytes, numbers, bool, None, datetime, UUID, "
+            "Decimal, sets, dataclasses or pydantic models"
+        ) from None
+
+def decode(data: bytes) -> Any:
+    """The value ``encode`` produced; records for unregistered dataclasses and models."""
+    return _unpack(data)
+
+def _find_unencodable(value: Any, path: str) -> tuple[str, Any]:
+    """Walk ``value`` to the first part msgpack rejects; returns (path, that part)."""
+    children: Iterator[tuple[str, Any]]
+    if isinstance(value, dict):
+        children = (
+            item
+            for k, v in value.items()
+            for item in ((f"{path} key {k!r}", k), (f"{path}[{k!r}]", v))
+        )
+    elif isinstance(value, (list, tuple, set, frozenset)):
+        children = ((f"{path}[{i}]", v) for i, v in enumerate(value))
+    elif isinstance(value, BaseModel):
+        children = ((f"{path}.{n}", getattr(value, n)) for n in type(value).model_fields)
+    elif dataclasses.is_dataclass(value) and not isinstance(value, type):
+        children = ((f"{path}.{f.name}", getattr(value, f.name)) for f in dataclasses.fields(value))
+    else:
+        return path, value
+    for child_path, child in children:
+        try:
+            _pack(child)
+        except (TypeError, OverflowError, ValueError):
+            return _find_unencodable(child, child_path)
+    return path, value
+
+Encoder = Callable[[Any], bytes]

@@ -1,0 +1,74 @@
+"""The exceptions ceylon-redis raises.
+
+::
+
+    CeylonRedisError
+    ├── ValidationError          bad input caught before anything is written
+    │   └── EncodeError          a payload msgpack cannot carry (names the value)
+    ├── TaskExistsError          a task id already in use
+    ├── UnknownTaskError         a task id that Redis does not know
+    ├── DependencyError          a prerequisite that is unknown, failed or cancelled
+    ├── ScriptError              a Lua script answered with an unexpected code
+    └── TaskTimeoutError         wait() ran out of time (also a builtin TimeoutError)
+"""
+
+from __future__ import annotations
+
+
+class CeylonRedisError(Exception):
+    """Base class of every error raised by ceylon-redis."""
+
+
+class ValidationError(CeylonRedisError, ValueError):
+    """Bad input: a name, size or value that cannot be accepted. Nothing was written."""
+
+
+class EncodeError(ValidationError, TypeError):
+    """A payload that msgpack cannot carry; the message names the offending value."""
+
+
+class TaskExistsError(CeylonRedisError):
+    """A task with this id exists already. Nothing was written."""
+
+
+class UnknownTaskError(CeylonRedisError, KeyError):
+    """No task with this id in this namespace (or its result has expired)."""
+
+    def __str__(self) -> str:  # KeyError quotes its message; keep it readable
+        return str(self.args[0]) if self.args else "unknown task"
+
+
+class DependencyError(CeylonRedisError):
+    """A prerequisite is unknown, failed or cancelled. Nothing was written."""
+
+
+class ScriptError(CeylonRedisError):
+    """A Lua script returned an error code this version does not know."""
+
+
+class TaskTimeoutError(CeylonRedisError, TimeoutError):
+    """wait() gave up before the task reached a final state."""
+
+
+def raise_for_script_error(reply: object) -> None:
+    """Turn a script's ``{'ERR', code, detail}`` reply into the matching exception."""
+    if not (isinstance(reply, list) and reply and reply[0] in (b"ERR", "ERR")):
+        return
+    code = _text(reply[1]) if len(reply) > 1 else "?"
+    detail = _text(reply[2]) if len(reply) > 2 else ""
+    exc = _CODES.get(code)
+    if exc is None:
+        raise ScriptError(f"script error {code}: {detail}")
+    raise exc(detail)
+
+
+def _text(value: object) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+_CODES: dict[str, type[CeylonRedisError]] = {
+    "EXISTS": TaskExistsError,
+    "UNKNOWN": UnknownTaskError,
+    "DEPENDENCY": DependencyError,
+    "INVALID": ValidationError,
+}

@@ -1,0 +1,141 @@
+"""Turning what a user gives a worker (function, ProcessWorker, list) into handlers."""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import functools
+import importlib
+import inspect
+import time
+import traceback
+from collections.abc import Callable
+from concurrent.futures import Executor
+from dataclasses import dataclass
+from typing import Any
+
+from .codec import EncodeError, encode
+from .errors import ValidationError
+from .keys import check_name
+from .process import ProcessRequest, ProcessWorker, TaskContext, _current
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How one attempt ended, ready for the finish script."""
+
+    status: str  # COMPLETED or FAILED
+    output: bytes
+    error: str
+    retryable: bool
+
+
+@dataclass
+class Handler:
+    """One consumer's code: a role, a display name, and how to call it."""
+
+    role: str
+    name: str
+    func: Callable[..., Any]
+    is_async: bool
+    process_worker: ProcessWorker | None = None
+
+    async def run(self, ctx: TaskContext, data: Any, executor: Executor | None) -> Outcome:
+        """Run the handler for one task and turn what it did into an Outcome."""
+        token = _current.set(ctx)
+        try:
+            if self.process_worker is not None:
+                value = await self.process_worker._processor(
+                    _request(ctx, data), int(time.time() * 1000))
+                return _process_outcome(value)
+            if self.is_async:
+                value = await self.func(data)
+            else:
+                loop = asyncio.get_running_loop()
+                call = functools.partial(contextvars.copy_context().run, self.func, data)
+                value = await loop.run_in_executor(executor, call)
+            return _encoded(True, value)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - any handler error fails the attempt
+            return Outcome("FAILED", b"", _describe(exc), retryable=True)
+        finally:
+            _current.reset(token)
+
+
+def _request(ctx: TaskContext, data: Any) -> ProcessRequest:
+    inner = data.get("data") if isinstance(data, dict) else None
+    return ProcessRequest(task_type=ctx.role, data=inner, input_data=data,
+                          dependency_data=ctx.dependency_data or None, task_id=ctx.id,
+                          task_name=ctx.name, attempt=ctx.attempt)
+
+
+def _process_outcome(value: Any) -> Outcome:
+    if isinstance(value, tuple) and len(value) == 2 and isinstance(value[0], bool):
+        success, output = value
+        return _encoded(success, output, error="" if success else "processor reported failure")
+    return _encoded(True, value)
+
+
+def _encoded(success: bool, value: Any, error: str = "") -> Outcome:
+    try:
+        payload = encode(value, "output") if value is not None else b""
+    except EncodeError as exc:
+        return Outcome("FAILED", b"", f"EncodeError: {exc}", retryable=False)
+    return Outcome("COMPLETED" if success else "FAILED", payload, error, retryable=False)
+
+
+def _describe(exc: BaseException) -> str:
+    text = f"{type(exc).__name__}: {exc}"
+    frames = traceback.extract_tb(exc.__traceback__)
+    if frames:
+        last = frames[-1]
+        text += f" (at {last.filename}:{last.lineno} in {last.name})"
+    return text[:4000]
+
+
+def handlers_from(obj: Any, role: str | None = None) -> list[Handler]:
+    """Handlers for a callable, a ProcessWorker, or a list of either.
+
+    A plain callable needs ``role``; a ProcessWorker brings its own (``role``,
+    when given, must match it).
+    """
+    items = list(obj) if isinstance(obj, (list, tuple)) else [obj]
+    if not items:
+        raise ValidationError("no handlers given")
+    out = []
+    for item in items:
+        if isinstance(item, ProcessWorker):
+            if role and item.role != role:
+                raise ValidationError(
+                    f"worker {item.name!r} has role {item.role!r}, not {role!r}")
+            check_name("role", item.role)
+            out.append(Handler(item.role, item.name, item._processor, True, item))
+        elif callable(item):
+            if not role:
+                raise ValidationError(f"a role is needed for handler {item!r} (--role)")
+            check_name("role", role)
+            name = getattr(item, "__name__", type(item).__name__)
+            is_async = inspect.iscoroutinefunction(item) or inspect.iscoroutinefunction(
+                getattr(item, "__call__", None))
+            out.append(Handler(role, name, item, is_async))
+        else:
+            raise ValidationError(f"{item!r} is neither a callable nor a ProcessWorker")
+    return out
+
+
+def load_object(spec: str) -> Any:
+    """Import ``MODULE:OBJECT`` (OBJECT may be dotted), with an error that says what failed."""
+    module_name, sep, attr = spec.partition(":")
+    if not sep or not module_name or not attr:
+        raise ValidationError(f"expected MODULE:OBJECT, got {spec!r}")
+    try:
+        target: Any = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ValidationError(f"cannot import module {module_name!r}: {exc}") from exc
+    for part in attr.split("."):
+        try:
+            target = getattr(target, part)
+        except AttributeError:
+            raise ValidationError(f"module {module_name!r} has no {attr!r}") from None
+    return target

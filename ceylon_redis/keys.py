@@ -1,0 +1,95 @@
+"""Every Redis key name ceylon-redis uses, built in one place.
+
+All keys of a namespace share the hash tag ``{prefix}`` so that one namespace
+lives in one Redis Cluster slot and every script touches a single slot.
+
+=============================  ======  ===================  ==================
+key                            type    written by           read by
+=============================  ======  ===================  ==================
+``{P}:task:<id>``              hash    enqueue/start/finish client, worker, CLI
+``{P}:task:<id>:deps``         set     enqueue, finish      finish (release)
+``{P}:task:<id>:dependents``   set     enqueue              finish (release)
+``{P}:stream:<role>``          stream  enqueue, finish      worker (group)
+``{P}:roles``                  set     enqueue, worker      CLI ``queues``
+``{P}:workers``                zset    worker heartbeat     recovery, CLI
+``{P}:worker:<id>``            hash    worker               CLI ``workers``
+``{P}:lock:<chore>``           string  housekeeping         housekeeping
+=============================  ======  ===================  ==================
+
+Channels: ``{P}:reply:<client-id>`` carries completions to waiting clients.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
+TASK_ID_PATTERN = re.compile(r"^[A-Za-z0-9_.\-]{1,128}$")
+GROUP = "workers"
+
+
+def check_name(kind: str, value: str) -> str:
+    """Return ``value`` if it is a valid role or prefix name, else raise ValidationError."""
+    from .errors import ValidationError
+
+    if not isinstance(value, str) or not NAME_PATTERN.match(value):
+        raise ValidationError(
+            f"invalid {kind} {value!r}: use 1-64 characters from A-Z a-z 0-9 _ . -"
+        )
+    return value
+
+
+def check_task_id(value: str) -> str:
+    """Return ``value`` if it is a valid task id, else raise ValidationError."""
+    from .errors import ValidationError
+
+    if not isinstance(value, str) or not TASK_ID_PATTERN.match(value):
+        raise ValidationError(
+            f"invalid task id {value!r}: use 1-128 characters from A-Z a-z 0-9 _ . -"
+        )
+    return value
+
+
+@dataclass(frozen=True)
+class Keys:
+    """Key names of one namespace (prefix)."""
+
+    prefix: str
+
+    def __post_init__(self) -> None:
+        check_name("prefix", self.prefix)
+
+    @property
+    def base(self) -> str:
+        """The hash-tagged stem every key of the namespace starts with; scripts get it as KEYS[1]."""
+        return "{" + self.prefix + "}:"
+
+    def task(self, task_id: str) -> str:
+        return f"{self.base}task:{task_id}"
+
+    def deps(self, task_id: str) -> str:
+        return f"{self.base}task:{task_id}:deps"
+
+    def dependents(self, task_id: str) -> str:
+        return f"{self.base}task:{task_id}:dependents"
+
+    def stream(self, role: str) -> str:
+        return f"{self.base}stream:{role}"
+
+    @property
+    def roles(self) -> str:
+        return f"{self.base}roles"
+
+    @property
+    def workers(self) -> str:
+        return f"{self.base}workers"
+
+    def worker(self, worker_id: str) -> str:
+        return f"{self.base}worker:{worker_id}"
+
+    def lock(self, chore: str) -> str:
+        return f"{self.base}lock:{chore}"
+
+    def reply_channel(self, client_id: str) -> str:
+        return f"{self.base}reply:{client_id}"

@@ -1,0 +1,79 @@
+-- enqueue: create tasks; queue those whose prerequisites are all complete.
+--
+-- KEYS[1]  namespace base "{prefix}:"
+-- ARGV[1]  number of tasks N, then for each task, in order:
+--          id, role, name, data (msgpack), max_attempts, ttl, reply_to,
+--          D (number of prerequisites), prerequisite ids x D
+--          A prerequisite may be a task earlier or later in the same call.
+-- Returns  {'OK', queued, waiting}
+--          {'ERR', 'EXISTS'|'UNKNOWN'|'DEPENDENCY'|'INVALID', detail}; nothing written
+--!include common.lua
+
+local base = KEYS[1]
+local n = tonumber(ARGV[1])
+local tasks, in_batch = {}, {}
+local i = 2
+for t = 1, n do
+  local task = {id = ARGV[i], role = ARGV[i + 1], name = ARGV[i + 2], data = ARGV[i + 3],
+                max_attempts = ARGV[i + 4], ttl = ARGV[i + 5], reply_to = ARGV[i + 6]}
+  local d = tonumber(ARGV[i + 7])
+  task.deps = {}
+  for k = 1, d do task.deps[k] = ARGV[i + 7 + k] end
+  i = i + 8 + d
+  if in_batch[task.id] then
+    return {'ERR', 'INVALID', 'task id ' .. task.id .. ' appears twice in one call'}
+  end
+  in_batch[task.id] = true
+  tasks[t] = task
+end
+
+-- Validate everything before writing anything.
+for _, task in ipairs(tasks) do
+  if redis.call('EXISTS', task_key(base, task.id)) == 1 then
+    return {'ERR', 'EXISTS', 'task ' .. task.id .. ' already exists'}
+  end
+  task.pending = {}
+  for _, dep in ipairs(task.deps) do
+    if dep == task.id then
+      return {'ERR', 'DEPENDENCY', 'task ' .. task.id .. ' depends on itself'}
+    end
+    if in_batch[dep] then
+      table.insert(task.pending, dep)
+    else
+      local st = redis.call('HGET', task_key(base, dep), 'status')
+      if not st then
+        return {'ERR', 'UNKNOWN', 'prerequisite ' .. dep .. ' of task ' .. task.id ..
+                ' does not exist (never enqueued, or its result expired)'}
+      elseif st == 'FAILED' or st == 'CANCELLED' then
+        return {'ERR', 'DEPENDENCY', 'prerequisite ' .. dep .. ' of task ' .. task.id ..
+                ' is ' .. st}
+      elseif st ~= 'COMPLETED' then
+        table.insert(task.pending, dep)
+      end
+    end
+  end
+end
+
+local now = now_str()
+local queued, waiting = 0, 0
+for _, task in ipairs(tasks) do
+  local hkey = task_key(base, task.id)
+  redis.call('HSET', hkey, 'role', task.role, 'name', task.name, 'data', task.data,
+             'attempt', 0, 'max_attempts', task.max_attempts, 'ttl', task.ttl,
+             'enqueued_at', now)
+  if task.reply_to ~= '' then redis.call('HSET', hkey, 'reply_to', task.reply_to) end
+  if #task.deps > 0 then redis.call('HSET', hkey, 'depends_on', table.concat(task.deps, ' ')) end
+  redis.call('SADD', base .. 'roles', task.role)
+  if #task.pending == 0 then
+    push_ready(base, task.id, hkey, task.role)
+    queued = queued + 1
+  else
+    redis.call('HSET', hkey, 'status', 'WAITING')
+    sadd_many(hkey .. ':deps', task.pending)
+    for _, dep in ipairs(task.pending) do
+      redis.call('SADD', task_key(base, dep) .. ':dependents', task.id)
+    end
+    waiting = waiting + 1
+  end
+end
+return {'OK', queued, waiting}

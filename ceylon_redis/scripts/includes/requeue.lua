@@ -1,0 +1,42 @@
+-- Give back every entry a consumer holds on a role stream: each task it was
+-- running or about to run goes back on the stream as a new entry (the old
+-- one is acked and deleted, so a late finish from that consumer is refused),
+-- or, out of attempts, ends FAILED with the reason. Returns the number of
+-- tasks re-queued, failed.
+
+local function requeue_consumer(base, role, consumer, reason, now)
+  local stream = stream_key(base, role)
+  local requeued, failed = 0, 0
+  while true do
+    local pending = redis.call('XPENDING', stream, GROUP, '-', '+', 500, consumer)
+    if #pending == 0 then break end
+    for _, p in ipairs(pending) do
+      local entry = p[1]
+      local rows = redis.call('XRANGE', stream, entry, entry)
+      redis.call('XACK', stream, GROUP, entry)
+      redis.call('XDEL', stream, entry)
+      local tid
+      if #rows > 0 then
+        local f = rows[1][2]
+        for k = 1, #f, 2 do if f[k] == 'id' then tid = f[k + 1] end end
+      end
+      if tid then
+        local hkey = task_key(base, tid)
+        local cur = redis.call('HMGET', hkey, 'status', 'entry', 'attempt', 'max_attempts')
+        if (cur[1] == 'RUNNING' or cur[1] == 'QUEUED') and cur[2] == entry then
+          if cur[1] == 'RUNNING' and tonumber(cur[3]) >= tonumber(cur[4] or '1') then
+            finalize(base, tid, 'FAILED', '', reason .. ' during attempt ' .. cur[3], now)
+            failed = failed + 1
+          else
+            if cur[1] == 'RUNNING' then redis.call('HSET', hkey, 'error', reason) end
+            redis.call('HDEL', hkey, 'worker')
+            push_ready(base, tid, hkey, role)
+            requeued = requeued + 1
+          end
+        end
+      end
+    end
+  end
+  redis.call('XGROUP', 'DELCONSUMER', stream, GROUP, consumer)
+  return requeued, failed
+end

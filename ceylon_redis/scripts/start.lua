@@ -1,0 +1,59 @@
+-- start: a worker takes the entries it just read; each becomes RUNNING.
+--
+-- KEYS[1]  namespace base "{prefix}:"
+-- ARGV[1]  role, ARGV[2] consumer (worker id), then pairs: entry id, task id
+--          (task id '' for an entry without one)
+-- Returns  one item per pair, in order:
+--          {task id, attempt, name, data, dep id 1, dep output 1, ...}  run it
+--          {task id, 0, reason}                                       skip it
+-- An entry whose task is gone, not QUEUED, or queued under another entry is
+-- acknowledged and deleted; a malformed one is also dead-lettered.
+--!include common.lua
+
+local base = KEYS[1]
+local role, consumer = ARGV[1], ARGV[2]
+local stream = stream_key(base, role)
+local now = now_str()
+local out = {}
+
+local function drop(entry, tid, reason, dead)
+  redis.call('XACK', stream, GROUP, entry)
+  redis.call('XDEL', stream, entry)
+  if dead then
+    redis.call('XADD', base .. 'dead', 'MAXLEN', '~', 10000, '*',
+               'entry', entry, 'role', role, 'task', tid, 'reason', reason, 'at', now)
+  end
+  return {tid, 0, reason}
+end
+
+for i = 3, #ARGV, 2 do
+  local entry, tid = ARGV[i], ARGV[i + 1]
+  local owned = redis.call('XPENDING', stream, GROUP, entry, entry, 1, consumer)
+  if #owned == 0 then
+    table.insert(out, {tid, 0, 'entry ' .. entry .. ' is not pending for ' .. consumer})
+  elseif tid == '' then
+    table.insert(out, drop(entry, tid, 'malformed entry: no id field', true))
+  else
+    local hkey = task_key(base, tid)
+    local fields = redis.call('HMGET', hkey, 'status', 'entry', 'name', 'data', 'depends_on')
+    local status = fields[1]
+    if not status then
+      table.insert(out, drop(entry, tid, 'entry names unknown task ' .. tid, true))
+    elseif status ~= 'QUEUED' or fields[2] ~= entry then
+      table.insert(out, drop(entry, tid, 'stale entry: task is ' .. status, false))
+    else
+      local attempt = redis.call('HINCRBY', hkey, 'attempt', 1)
+      redis.call('HSET', hkey, 'status', 'RUNNING', 'worker', consumer, 'started_at', now)
+      local item = {tid, attempt, fields[3] or '', fields[4] or ''}
+      if fields[5] then
+        for dep in string.gmatch(fields[5], '%S+') do
+          local dep_out = redis.call('HGET', task_key(base, dep), 'output')
+          table.insert(item, dep)
+          table.insert(item, dep_out or '')
+        end
+      end
+      table.insert(out, item)
+    end
+  end
+end
+return out

@@ -1,0 +1,280 @@
+"""Waiting for results: one reply channel per client, no poll loop, nothing missed.
+
+A client subscribes once to its own channel. To wait for tasks it registers a
+future per task, then runs the watch script, which either reports the task
+final already or adds the channel to the task's ``reply_to`` so that its
+finish publishes there. Thousands of waits share one connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+import uuid
+from collections import defaultdict
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeoutError
+from typing import Any
+
+import redis
+from loguru import logger
+
+from .errors import TaskTimeoutError
+from .keys import Keys
+from .models import TaskResult
+from .protocol import parse_notification, parse_watch
+
+_CHUNK = 1000
+
+
+def _timeout_error(pending: list[str], timeout: float | None) -> TaskTimeoutError:
+    shown = ", ".join(pending[:5]) + (f" and {len(pending) - 5} more" if len(pending) > 5 else "")
+    return TaskTimeoutError(f"task {shown} not finished after {timeout} s")
+
+
+class AsyncWaiter:
+    """The asyncio side: a listener task resolving futures from one pub/sub channel."""
+
+    def __init__(self, redis_client: Any, keys: Keys, watch_script: Any) -> None:
+        self._redis = redis_client
+        self._keys = keys
+        self._watch = watch_script
+        self.channel = keys.reply_channel(uuid.uuid4().hex)
+        self._futures: dict[str, list[asyncio.Future[TaskResult]]] = defaultdict(list)
+        self._listener: asyncio.Task[None] | None = None
+        self._ready: asyncio.Event | None = None
+        self._pubsub: Any = None
+
+    async def _ensure_listening(self) -> None:
+        if self._listener is None or self._listener.done():
+            self._ready = asyncio.Event()
+            self._listener = asyncio.create_task(self._listen(), name="ceylon-redis-replies")
+        assert self._ready is not None
+        ready = asyncio.create_task(self._ready.wait())
+        await asyncio.wait({ready, self._listener}, return_when=asyncio.FIRST_COMPLETED)
+        ready.cancel()
+        if self._listener.done():
+            self._listener.result()  # raises what stopped it (say, no Redis)
+
+    async def _listen(self) -> None:
+        backoff = 0.1
+        first = True
+        while True:
+            pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
+            self._pubsub = pubsub
+            try:
+                await pubsub.subscribe(self.channel)
+                assert self._ready is not None
+                self._ready.set()
+                if not first:  # completions published while we were away: ask again
+                    await self._rewatch()
+                first = False
+                backoff = 0.1
+                while True:
+                    message = await pubsub.get_message(ignore_subscribe_messages=True,
+                                                       timeout=30.0)
+                    if message and message["type"] == "message":
+                        self._deliver(parse_notification(message["data"]))
+            except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
+                if first:
+                    raise
+                logger.warning("reply channel lost ({}); reconnecting in {:.1f} s", exc, backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+            finally:
+                try:
+                    await pubsub.aclose()
+                except Exception:  # noqa: BLE001 - closing a broken connection
+                    pass
+
+    def _deliver(self, result: TaskResult) -> None:
+        for fut in self._futures.pop(result.task_id or "", []):
+            if not fut.done():
+                fut.set_result(result)
+
+    async def _rewatch(self) -> None:
+        ids = list(self._futures)
+        for i in range(0, len(ids), _CHUNK):
+            await self._watch_chunk(ids[i:i + _CHUNK])
+
+    async def _watch_chunk(self, ids: list[str]) -> None:
+        replies = await self._watch(keys=[self._keys.base], args=[self.channel, *ids])
+        for task_id, reply in zip(ids, replies):
+            try:
+                result = parse_watch(task_id, reply)
+            except Exception as exc:  # noqa: BLE001 - handed to the waiter
+                for fut in self._futures.pop(task_id, []):
+                    if not fut.done():
+                        fut.set_exception(exc)
+                continue
+            if result is not None:
+                self._deliver(result)
+
+    async def wait_many(self, task_ids: list[str], timeout: float | None) -> list[TaskResult]:
+        """Results of the tasks, in order; TaskTimeoutError when ``timeout`` runs out."""
+        await self._ensure_listening()
+        loop = asyncio.get_running_loop()
+        futures: list[asyncio.Future[TaskResult]] = []
+        for task_id in task_ids:
+            fut: asyncio.Future[TaskResult] = loop.create_future()
+            self._futures[task_id].append(fut)
+            futures.append(fut)
+        try:
+            unique = list(dict.fromkeys(task_ids))
+            for i in range(0, len(unique), _CHUNK):
+                await self._watch_chunk(unique[i:i + _CHUNK])
+            done, pending = await asyncio.wait(futures, timeout=timeout)
+            if pending:
+                raise _timeout_error(
+                    [t for t, f in zip(task_ids, futures) if not f.done()], timeout)
+            return [f.result() for f in futures]
+        finally:
+            for task_id, fut in zip(task_ids, futures):
+                if not fut.done():
+                    fut.cancel()
+                    waiters = self._futures.get(task_id)
+                    if waiters is not None and fut in waiters:
+                        waiters.remove(fut)
+                        if not waiters:
+                            del self._futures[task_id]
+
+    async def close(self) -> None:
+        if self._listener is not None:
+            self._listener.cancel()
+            try:
+                await self._listener
+            except (asyncio.CancelledError, Exception):  # noqa: BLE001
+                pass
+            self._listener = None
+
+
+class SyncWaiter:
+    """The blocking side: a daemon thread reads the channel and resolves futures."""
+
+    def __init__(self, redis_client: Any, keys: Keys, watch_script: Any) -> None:
+        self._redis = redis_client
+        self._keys = keys
+        self._watch = watch_script
+        self.channel = keys.reply_channel(uuid.uuid4().hex)
+        self._futures: dict[str, list[Future[TaskResult]]] = defaultdict(list)
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+        self._started: Future[None] | None = None
+
+    def _ensure_listening(self) -> None:
+        with self._lock:
+            if self._thread is None or not self._thread.is_alive():
+                self._started = Future()
+                self._stop.clear()
+                self._thread = threading.Thread(target=self._listen, daemon=True,
+                                                name="ceylon-redis-replies")
+                self._thread.start()
+            started = self._started
+        assert started is not None
+        started.result()
+
+    def _listen(self) -> None:
+        backoff = 0.1
+        first = True
+        assert self._started is not None
+        while not self._stop.is_set():
+            pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
+            try:
+                pubsub.subscribe(self.channel)
+                pubsub.get_message(timeout=1.0)  # the subscribe confirmation
+                if first:
+                    self._started.set_result(None)
+                else:
+                    self._rewatch()
+                first = False
+                backoff = 0.1
+                while not self._stop.is_set():
+                    message = pubsub.get_message(ignore_subscribe_messages=True, timeout=0.5)
+                    if message and message["type"] == "message":
+                        self._deliver(parse_notification(message["data"]))
+            except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
+                if first:
+                    self._started.set_exception(exc)
+                    return
+                logger.warning("reply channel lost ({}); reconnecting in {:.1f} s", exc, backoff)
+                time.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+            finally:
+                try:
+                    pubsub.close()
+                except Exception:  # noqa: BLE001
+                    pass
+
+    def _deliver(self, result: TaskResult) -> None:
+        with self._lock:
+            futures = self._futures.pop(result.task_id or "", [])
+        for fut in futures:
+            if not fut.done():
+                fut.set_result(result)
+
+    def _fail(self, task_id: str, exc: BaseException) -> None:
+        with self._lock:
+            futures = self._futures.pop(task_id, [])
+        for fut in futures:
+            if not fut.done():
+                fut.set_exception(exc)
+
+    def _rewatch(self) -> None:
+        with self._lock:
+            ids = list(self._futures)
+        for i in range(0, len(ids), _CHUNK):
+            self._watch_chunk(ids[i:i + _CHUNK])
+
+    def _watch_chunk(self, ids: list[str]) -> None:
+        replies = self._watch(keys=[self._keys.base], args=[self.channel, *ids])
+        for task_id, reply in zip(ids, replies):
+            try:
+                result = parse_watch(task_id, reply)
+            except Exception as exc:  # noqa: BLE001 - handed to the waiter
+                self._fail(task_id, exc)
+                continue
+            if result is not None:
+                self._deliver(result)
+
+    def wait_many(self, task_ids: list[str], timeout: float | None) -> list[TaskResult]:
+        """Results of the tasks, in order; TaskTimeoutError when ``timeout`` runs out."""
+        self._ensure_listening()
+        futures: list[Future[TaskResult]] = []
+        with self._lock:
+            for task_id in task_ids:
+                fut: Future[TaskResult] = Future()
+                self._futures[task_id].append(fut)
+                futures.append(fut)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        try:
+            unique = list(dict.fromkeys(task_ids))
+            for i in range(0, len(unique), _CHUNK):
+                self._watch_chunk(unique[i:i + _CHUNK])
+            results = []
+            for task_id, fut in zip(task_ids, futures):
+                left = None if deadline is None else max(0.0, deadline - time.monotonic())
+                try:
+                    results.append(fut.result(timeout=left))
+                except FutureTimeoutError:
+                    raise _timeout_error(
+                        [t for t, f in zip(task_ids, futures) if not f.done()], timeout
+                    ) from None
+            return results
+        finally:
+            with self._lock:
+                for task_id, fut in zip(task_ids, futures):
+                    if not fut.done():
+                        fut.cancel()
+                        waiters = self._futures.get(task_id)
+                        if waiters is not None and fut in waiters:
+                            waiters.remove(fut)
+                            if not waiters:
+                                del self._futures[task_id]
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=2)
+            self._thread = None

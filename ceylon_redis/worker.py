@@ -1,0 +1,354 @@
+"""The worker runtime: read a role's stream through its consumer group, run, record.
+
+One ``Worker`` hosts one consumer per handler. Each consumer reads in batches
+up to its free slots, starts the batch with one script call, runs handlers as
+asyncio tasks (sync ones in a thread pool), and hands outcomes to a finisher
+that records them in batches. A heartbeat loop keeps the consumers registered
+and their in-flight entries fresh; a reaper gives back the tasks of workers
+whose heartbeat lapsed. ``stop()`` drains: no new reads, in-flight tasks get
+``grace`` seconds, whatever is left goes back on the stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import socket
+import time
+import uuid
+
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import redis
+from loguru import logger
+
+from .codec import decode
+from .connection import async_redis
+from .handlers import Handler, Outcome, handlers_from
+from .keys import GROUP, Keys
+from .process import TaskContext
+from .scripts import Scripts
+from .settings import Settings, redact_url
+
+_CONNECTION_ERRORS = (redis.ConnectionError, redis.TimeoutError, OSError)
+
+
+def _worker_id(name: str) -> str:
+    safe = "".join(c if c.isalnum() or c in "_.-" else "_" for c in name)[:32] or "worker"
+    return f"{safe}-{socket.gethostname()[:24]}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+
+
+@dataclass(eq=False)
+class _Consumer:
+    handler: Handler
+    id: str
+    concurrency: int
+    inflight: dict[str, asyncio.Task[None]] = field(default_factory=dict)
+    slot_freed: asyncio.Event = field(default_factory=asyncio.Event)
+    processed: int = 0
+    failed: int = 0
+
+    @property
+    def role(self) -> str:
+        return self.handler.role
+
+
+@dataclass
+class _Done:
+    consumer: _Consumer
+    task_id: str
+    entry: str
+    attempt: int
+    outcome: Outcome
+
+
+class Worker:
+    """Run handlers for tasks of their roles until ``stop()``; see the module docstring."""
+
+    def __init__(self, handlers: Any, *, role: str | None = None, concurrency: int = 10,
+                 url: str | None = None, prefix: str | None = None,
+                 settings: Settings | None = None, redis_client: Any = None,
+                 grace: float = 30.0, reap: bool = True) -> None:
+        self.settings = settings or Settings.from_env(url=url, prefix=prefix)
+        self.keys = Keys(self.settings.prefix)
+        self.redis = redis_client if redis_client is not None else async_redis(self.settings.url)
+        self._owns_redis = redis_client is None
+        self.scripts = Scripts.register(self.redis)
+        if concurrency < 1:
+            raise ValueError("concurrency must be at least 1")
+        self.consumers = [_Consumer(h, _worker_id(h.name), concurrency)
+                          for h in handlers_from(handlers, role)]
+        self.grace = grace
+        self.reap = reap
+        self._executor = ThreadPoolExecutor(max_workers=max(4, concurrency * len(self.consumers)),
+                                            thread_name_prefix="ceylon-redis-sync")
+        self._done: asyncio.Queue[_Done] = asyncio.Queue()
+        self._stopping = asyncio.Event()
+        self._started_at = str(time.time())
+        self._embedded = not self._owns_redis and "fakeredis" in type(self.redis).__module__ \
+            or self.settings.url.startswith("embedded://")
+
+    @property
+    def ids(self) -> list[str]:
+        return [c.id for c in self.consumers]
+
+    def stop(self) -> None:
+        """Stop reading new tasks; ``run()`` returns once in-flight work is settled."""
+        self._stopping.set()
+
+    async def run(self) -> None:
+        """Consume until ``stop()``; then drain, give back leftovers and deregister."""
+        await self._ensure_groups()
+        await self._heartbeat()
+        for c in self.consumers:
+            logger.info("worker {} started: role={} concurrency={} redis={}", c.id, c.role,
+                        c.concurrency, redact_url(self.settings.url))
+        finisher = asyncio.create_task(self._finisher(), name="ceylon-redis-finisher")
+        beat = asyncio.create_task(self._heartbeat_loop(), name="ceylon-redis-heartbeat")
+        readers = [asyncio.create_task(self._consume(c), name=f"ceylon-redis-read-{c.id}")
+                   for c in self.consumers]
+        try:
+            await asyncio.gather(*readers)
+        finally:
+            for r in readers:
+                r.cancel()
+            await self._drain()
+            await self._done.join()
+            finisher.cancel()
+            beat.cancel()
+            await asyncio.gather(finisher, beat, return_exceptions=True)
+            await self._give_back_and_deregister()
+            self._executor.shutdown(wait=False, cancel_futures=True)
+            if self._owns_redis:
+                await self.redis.aclose()
+
+    async def _ensure_groups(self) -> None:
+        for role in {c.role for c in self.consumers}:
+            await self._create_group(role)
+            await self.redis.sadd(self.keys.roles, role)
+
+    async def _create_group(self, role: str) -> None:
+        try:
+            await self.redis.xgroup_create(self.keys.stream(role), GROUP, id="0", mkstream=True)
+        except redis.ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+
+    async def _consume(self, c: _Consumer) -> None:
+        stream = self.keys.stream(c.role)
+        backoff = 0.1
+        while not self._stopping.is_set():
+            free = c.concurrency - len(c.inflight)
+            if free <= 0:
+                c.slot_freed.clear()
+                await self._wait_either(c.slot_freed.wait())
+                continue
+            began = time.monotonic()
+            try:
+                reply = await self.redis.xreadgroup(GROUP, c.id, {stream: ">"}, count=free,
+                                                    block=self.settings.block_ms)
+                backoff = 0.1
+            except redis.ResponseError as exc:
+                if "NOGROUP" in str(exc):
+                    await self._create_group(c.role)
+                    continue
+                raise
+            except _CONNECTION_ERRORS as exc:
+                logger.warning("worker {}: Redis unreachable ({}); retrying in {:.1f} s",
+                               c.id, exc, backoff)
+                await self._wait_either(asyncio.sleep(backoff))
+                backoff = min(backoff * 2, 5.0)
+                continue
+            entries = reply[0][1] if reply else []
+            if not entries:
+                if time.monotonic() - began < self.settings.block_ms / 2000:
+                    await self._wait_either(asyncio.sleep(0.02 if self._embedded else 0.1))
+                continue
+            await self._start(c, entries)
+
+    async def _wait_either(self, aw: Any) -> None:
+        """Wait for ``aw`` or for stop(), whichever comes first."""
+        task = asyncio.ensure_future(aw)
+        stop = asyncio.ensure_future(self._stopping.wait())
+        await asyncio.wait({task, stop}, return_when=asyncio.FIRST_COMPLETED)
+        for t in (task, stop):
+            t.cancel()
+
+    async def _start(self, c: _Consumer, entries: list[Any]) -> None:
+        args: list[Any] = [c.role, c.id]
+        for entry_id, fields in entries:
+            tid = fields.get(b"id", b"") if isinstance(fields, dict) else b""
+            args.extend((entry_id, tid))
+        for _ in range(5):
+            try:
+                items = await self.scripts.start(keys=[self.keys.base], args=args)
+                break
+            except _CONNECTION_ERRORS as exc:
+                logger.warning("worker {}: start failed ({}); retrying", c.id, exc)
+                await asyncio.sleep(0.5)
+        else:
+            return  # the entries stay pending for us and are given back at exit or by the reaper
+        for (entry_id, _), item in zip(entries, items):
+            entry = entry_id.decode()
+            tid = item[0].decode()
+            attempt = int(item[1])
+            if attempt == 0:
+                logger.warning("worker {}: skipped entry {}: {}", c.id, entry, item[2].decode())
+                continue
+            deps = {item[i].decode(): decode(item[i + 1]) if item[i + 1] else None
+                    for i in range(4, len(item), 2)}
+            ctx = TaskContext(id=tid, role=c.role, name=item[2].decode(), attempt=attempt,
+                              worker=c.id, dependency_data=deps)
+            data = decode(item[3]) if item[3] else None
+            task = asyncio.create_task(self._run(c, ctx, entry, data))
+            c.inflight[entry] = task
+
+    async def _run(self, c: _Consumer, ctx: TaskContext, entry: str, data: Any) -> None:
+        try:
+            outcome = await c.handler.run(ctx, data, self._executor)
+        except asyncio.CancelledError:
+            c.inflight.pop(entry, None)
+            c.slot_freed.set()
+            raise
+        if outcome.status == "COMPLETED":
+            c.processed += 1
+        else:
+            c.failed += 1
+        await self._done.put(_Done(c, ctx.id, entry, ctx.attempt, outcome))
+
+    async def _finisher(self) -> None:
+        """Record outcomes in batches: one script call per role for whatever has piled up."""
+        while True:
+            batch = [await self._done.get()]
+            while not self._done.empty() and len(batch) < 500:
+                batch.append(self._done.get_nowait())
+            try:
+                await self._record(batch)
+            finally:
+                for d in batch:
+                    d.consumer.inflight.pop(d.entry, None)
+                    d.consumer.slot_freed.set()
+                    self._done.task_done()
+
+    async def _record(self, batch: list[_Done]) -> None:
+        by_consumer: dict[_Consumer, list[Any]] = {}
+        for d in batch:
+            o = d.outcome
+            by_consumer.setdefault(d.consumer, [d.consumer.role, d.consumer.id]).extend(
+                (d.task_id, d.entry, d.attempt, o.status, o.output, o.error,
+                 "1" if o.retryable else "0"))
+        backoff = 0.1
+        while True:
+            try:
+                async with self.redis.pipeline(transaction=False) as pipe:
+                    for args in by_consumer.values():
+                        await self.scripts.finish(keys=[self.keys.base], args=args, client=pipe)
+                    replies = await pipe.execute()
+                break
+            except _CONNECTION_ERRORS as exc:
+                logger.warning("could not record {} results ({}); retrying in {:.1f} s",
+                               len(batch), exc, backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+        for refused in replies:
+            for tid in refused:
+                logger.warning("result of task {} refused: this attempt no longer owns it",
+                               tid.decode())
+
+    async def _drain(self) -> None:
+        inflight = [t for c in self.consumers for t in c.inflight.values()]
+        if not inflight:
+            return
+        logger.info("draining {} in-flight tasks (grace {} s)", len(inflight), self.grace)
+        _, pending = await asyncio.wait(inflight, timeout=self.grace)
+        if pending:
+            logger.warning("{} tasks still running after {} s: cancelled and given back",
+                           len(pending), self.grace)
+            for t in pending:
+                t.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+
+    async def _give_back_and_deregister(self) -> None:
+        try:
+            for c in self.consumers:
+                requeued, failed = await self.scripts.requeue(
+                    keys=[self.keys.base], args=[c.id, f"worker {c.id} stopped", c.role])
+                if requeued or failed:
+                    logger.info("worker {} gave back {} tasks ({} out of attempts)",
+                                c.id, requeued, failed)
+                async with self.redis.pipeline(transaction=False) as pipe:
+                    pipe.zrem(self.keys.workers, c.id)
+                    pipe.delete(self.keys.worker(c.id))
+                    await pipe.execute()
+                logger.info("worker {} stopped: {} completed, {} failed", c.id,
+                            c.processed, c.failed)
+        except _CONNECTION_ERRORS as exc:
+            logger.error("could not deregister ({}); the reaper will give back its tasks", exc)
+
+    async def _heartbeat(self) -> None:
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for c in self.consumers:
+                info = {"roles": c.role, "name": c.handler.name, "host": socket.gethostname(),
+                        "pid": os.getpid(), "concurrency": c.concurrency,
+                        "started_at": self._started_at, "processed": c.processed,
+                        "failed": c.failed}
+                args: list[Any] = [c.id, len(info)]
+                for k, v in info.items():
+                    args.extend((k, v))
+                for entry in list(c.inflight):
+                    args.extend((c.role, entry))
+                await self.scripts.heartbeat(keys=[self.keys.base], args=args, client=pipe)
+            await pipe.execute()
+
+    async def _heartbeat_loop(self) -> None:
+        interval = self.settings.heartbeat_interval
+        while True:
+            await asyncio.sleep(interval * random.uniform(0.8, 1.0))
+            try:
+                await self._heartbeat()
+                if self.reap:
+                    await reap_dead_workers(self.scripts, self.keys, self.settings)
+            except _CONNECTION_ERRORS as exc:
+                logger.warning("heartbeat failed ({}); retrying", exc)
+
+
+async def reap_dead_workers(scripts: Scripts, keys: Keys, settings: Settings) -> int:
+    """Give back the tasks of every worker whose heartbeat lapsed; returns how many were reaped."""
+    reply = await scripts.reap(keys=[keys.base], args=[int(settings.worker_timeout * 1000)])
+    for i in range(0, len(reply), 3):
+        logger.warning("worker {} presumed dead (no heartbeat for {} s): {} tasks re-queued, "
+                       "{} failed out of attempts", reply[i].decode(), settings.worker_timeout,
+                       reply[i + 1], reply[i + 2])
+    return len(reply) // 3
+
+
+async def run_worker(handlers: Any, **options: Any) -> None:
+    """Run a Worker until SIGINT or SIGTERM, then drain and exit (for the CLI)."""
+    import signal
+
+    worker = Worker(handlers, **options)
+    loop = asyncio.get_running_loop()
+    signals = 0
+
+    def on_signal(signame: str) -> None:
+        nonlocal signals
+        signals += 1
+        if signals == 1:
+            logger.info("{} received: finishing in-flight tasks, then exiting", signame)
+            worker.stop()
+        else:
+            logger.warning("{} received again: cancelling in-flight tasks", signame)
+            worker.grace = 0
+            worker.stop()
+            for c in worker.consumers:
+                for t in c.inflight.values():
+                    t.cancel()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, on_signal, sig.name)
+    await worker.run()
+
+
