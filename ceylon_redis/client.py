@@ -9,7 +9,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -17,7 +16,16 @@ from .connection import async_redis, sync_redis
 from .errors import raise_for_script_error
 from .keys import Keys
 from .models import QueueInfo, TaskInfo, TaskResult, WorkerInfo
-from .protocol import TaskSpec, enqueue_args, make_spec, parse_queue, parse_task, parse_worker
+from .protocol import (
+    TaskDef,
+    TaskSpec,
+    enqueue_args,
+    graph_specs,
+    make_spec,
+    parse_queue,
+    parse_task,
+    parse_worker,
+)
 from .scripts import Scripts
 from .settings import Settings
 from .waiting import AsyncWaiter, SyncWaiter
@@ -57,7 +65,7 @@ class AsyncClient(_Base):
     def __init__(self, url: str | None = None, prefix: str | None = None, *,
                  settings: Settings | None = None, redis: Any = None) -> None:
         super().__init__(url, prefix, settings)
-        self.redis = redis if redis is not None else async_redis(self.settings.url)
+        self.redis: Any = redis if redis is not None else async_redis(self.settings.url)
         self._owns_redis = redis is None
         self.scripts = Scripts.register(self.redis)
         self._waiter = AsyncWaiter(self.redis, self.keys, self.scripts.watch)
@@ -96,6 +104,12 @@ class AsyncClient(_Base):
                 await self.scripts.enqueue(keys=[self.keys.base], args=args, client=pipe)
             for reply in await pipe.execute():
                 raise_for_script_error(reply)
+        return [s.id for s in specs]
+
+    async def enqueue_graph(self, tasks: Sequence[TaskDef]) -> list[str]:
+        """Enqueue tasks of any roles with dependencies among them, all or nothing."""
+        specs = graph_specs(self.settings, tasks)
+        await self._run_enqueue(enqueue_args(specs))
         return [s.id for s in specs]
 
     async def _run_enqueue(self, args: list[Any]) -> None:
@@ -140,12 +154,12 @@ class AsyncClient(_Base):
 
 
 class Client(_Base):
-    """The blocking producer, for scripts and web apps (Flask, Django): same methods as AsyncClient."""
+    """The blocking producer, for scripts and web apps (Flask, Django); AsyncClient's methods."""
 
     def __init__(self, url: str | None = None, prefix: str | None = None, *,
                  settings: Settings | None = None, redis: Any = None) -> None:
         super().__init__(url, prefix, settings)
-        self.redis = redis if redis is not None else sync_redis(self.settings.url)
+        self.redis: Any = redis if redis is not None else sync_redis(self.settings.url)
         self._owns_redis = redis is None
         self.scripts = Scripts.register(self.redis)
         self._waiter = SyncWaiter(self.redis, self.keys, self.scripts.watch)
@@ -184,6 +198,13 @@ class Client(_Base):
                 self.scripts.enqueue(keys=[self.keys.base], args=args, client=pipe)
             for reply in pipe.execute():
                 raise_for_script_error(reply)
+        return [s.id for s in specs]
+
+    def enqueue_graph(self, tasks: Sequence[TaskDef]) -> list[str]:
+        """Enqueue tasks of any roles with dependencies among them, all or nothing."""
+        specs = graph_specs(self.settings, tasks)
+        raise_for_script_error(
+            self.scripts.enqueue(keys=[self.keys.base], args=enqueue_args(specs)))
         return [s.id for s in specs]
 
     def wait(self, task_id: str, timeout: float | None = None) -> TaskResult:
@@ -234,5 +255,3 @@ def _int(value: Any) -> int:
 def _list(value: Any) -> list[Any]:
     return value if isinstance(value, list) else []
 
-
-_ = time

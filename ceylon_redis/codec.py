@@ -57,7 +57,7 @@ class Record(Mapping[str, Any]):
 
     def __eq__(self, other: object) -> bool:
         if isinstance(other, Record):
-            return self._type == other._type and self._fields == other._fields
+            return bool(self._type == other._type and self._fields == other._fields)
         return NotImplemented
 
     def __hash__(self) -> int:
@@ -88,7 +88,8 @@ def register_type(cls: type[Any], name: str | None = None) -> type[Any]:
 
     Usable as a class decorator. Only dataclasses and pydantic models qualify.
     """
-    if not (dataclasses.is_dataclass(cls) or (isinstance(cls, type) and issubclass(cls, BaseModel))):
+    is_model = isinstance(cls, type) and issubclass(cls, BaseModel)
+    if not (dataclasses.is_dataclass(cls) or is_model):
         raise TypeError(f"register_type takes a dataclass or pydantic model, not {cls!r}")
     _registry[name or type_name(cls)] = cls
     return cls

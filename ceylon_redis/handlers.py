@@ -14,8 +14,8 @@ from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Any
 
-from .codec import EncodeError, encode
-from .errors import ValidationError
+from .codec import encode
+from .errors import EncodeError, ValidationError
 from .keys import check_name
 from .process import ProcessRequest, ProcessWorker, TaskContext, _current
 
@@ -57,7 +57,7 @@ class Handler:
             return _encoded(True, value)
         except asyncio.CancelledError:
             raise
-        except Exception as exc:  # noqa: BLE001 - any handler error fails the attempt
+        except Exception as exc:
             return Outcome("FAILED", b"", _describe(exc), retryable=True)
         finally:
             _current.reset(token)
@@ -117,7 +117,7 @@ def handlers_from(obj: Any, role: str | None = None) -> list[Handler]:
             check_name("role", role)
             name = getattr(item, "__name__", type(item).__name__)
             is_async = inspect.iscoroutinefunction(item) or inspect.iscoroutinefunction(
-                getattr(item, "__call__", None))
+                type(item).__call__)
             out.append(Handler(role, name, item, is_async))
         else:
             raise ValidationError(f"{item!r} is neither a callable nor a ProcessWorker")

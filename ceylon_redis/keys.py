@@ -62,7 +62,7 @@ class Keys:
 
     @property
     def base(self) -> str:
-        """The hash-tagged stem every key of the namespace starts with; scripts get it as KEYS[1]."""
+        """The hash-tagged stem of every key of the namespace; scripts take it as KEYS[1]."""
         return "{" + self.prefix + "}:"
 
     def task(self, task_id: str) -> str:

@@ -1,4 +1,4 @@
-"""Ceylon's processor types: ``ProcessWorker``, ``ProcessRequest``, and the current task's context."""
+"""Ceylon's processor types (``ProcessWorker``, ``ProcessRequest``) and the current task."""
 
 from __future__ import annotations
 

@@ -60,6 +60,28 @@ def make_spec(settings: Settings, role: str, data: Any, *, name: str | None = No
                     max_attempts=attempts, ttl=result_ttl or settings.result_ttl)
 
 
+@dataclass(frozen=True)
+class TaskDef:
+    """One task of a graph for ``enqueue_graph``: prerequisites may be other TaskDefs' ids."""
+
+    role: str
+    data: Any = None
+    id: str | None = None
+    name: str | None = None
+    depends_on: Sequence[str] = ()
+    max_attempts: int | None = None
+
+
+def graph_specs(settings: Settings, tasks: Sequence[TaskDef]) -> list[TaskSpec]:
+    """Validated specs for a graph; DependencyError naming a cycle, before anything is written."""
+    from .graph import check_acyclic
+
+    specs = [make_spec(settings, t.role, t.data, name=t.name, task_id=t.id,
+                       depends_on=t.depends_on, max_attempts=t.max_attempts) for t in tasks]
+    check_acyclic({s.id: list(s.depends_on) for s in specs})
+    return specs
+
+
 def enqueue_args(specs: Sequence[TaskSpec]) -> list[Any]:
     """ARGV of the enqueue script for these tasks."""
     seen: set[str] = set()

@@ -48,7 +48,8 @@ class Settings:
             raise ValueError("worker_timeout must exceed heartbeat_interval, both positive")
 
     @classmethod
-    def from_env(cls, url: str | None = None, prefix: str | None = None, **overrides: Any) -> Settings:
+    def from_env(cls, url: str | None = None, prefix: str | None = None,
+                 **overrides: Any) -> Settings:
         """Settings from arguments, then CEYLON_REDIS_* / REDIS_URL variables, then defaults."""
         env = os.environ
         values: dict[str, Any] = {

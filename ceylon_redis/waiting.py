@@ -85,7 +85,7 @@ class AsyncWaiter:
             finally:
                 try:
                     await pubsub.aclose()
-                except Exception:  # noqa: BLE001 - closing a broken connection
+                except Exception:
                     pass
 
     def _deliver(self, result: TaskResult) -> None:
@@ -103,7 +103,7 @@ class AsyncWaiter:
         for task_id, reply in zip(ids, replies):
             try:
                 result = parse_watch(task_id, reply)
-            except Exception as exc:  # noqa: BLE001 - handed to the waiter
+            except Exception as exc:
                 for fut in self._futures.pop(task_id, []):
                     if not fut.done():
                         fut.set_exception(exc)
@@ -124,7 +124,7 @@ class AsyncWaiter:
             unique = list(dict.fromkeys(task_ids))
             for i in range(0, len(unique), _CHUNK):
                 await self._watch_chunk(unique[i:i + _CHUNK])
-            done, pending = await asyncio.wait(futures, timeout=timeout)
+            _, pending = await asyncio.wait(futures, timeout=timeout)
             if pending:
                 raise _timeout_error(
                     [t for t, f in zip(task_ids, futures) if not f.done()], timeout)
@@ -144,7 +144,7 @@ class AsyncWaiter:
             self._listener.cancel()
             try:
                 await self._listener
-            except (asyncio.CancelledError, Exception):  # noqa: BLE001
+            except (asyncio.CancelledError, Exception):
                 pass
             self._listener = None
 
@@ -204,7 +204,7 @@ class SyncWaiter:
             finally:
                 try:
                     pubsub.close()
-                except Exception:  # noqa: BLE001
+                except Exception:
                     pass
 
     def _deliver(self, result: TaskResult) -> None:
@@ -232,7 +232,7 @@ class SyncWaiter:
         for task_id, reply in zip(ids, replies):
             try:
                 result = parse_watch(task_id, reply)
-            except Exception as exc:  # noqa: BLE001 - handed to the waiter
+            except Exception as exc:
                 self._fail(task_id, exc)
                 continue
             if result is not None:
@@ -253,7 +253,7 @@ class SyncWaiter:
             for i in range(0, len(unique), _CHUNK):
                 self._watch_chunk(unique[i:i + _CHUNK])
             results = []
-            for task_id, fut in zip(task_ids, futures):
+            for fut in futures:
                 left = None if deadline is None else max(0.0, deadline - time.monotonic())
                 try:
                     results.append(fut.result(timeout=left))

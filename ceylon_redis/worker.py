@@ -17,7 +17,6 @@ import random
 import socket
 import time
 import uuid
-
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -74,7 +73,8 @@ class Worker:
                  grace: float = 30.0, reap: bool = True) -> None:
         self.settings = settings or Settings.from_env(url=url, prefix=prefix)
         self.keys = Keys(self.settings.prefix)
-        self.redis = redis_client if redis_client is not None else async_redis(self.settings.url)
+        self.redis: Any = (redis_client if redis_client is not None
+                           else async_redis(self.settings.url))
         self._owns_redis = redis_client is None
         self.scripts = Scripts.register(self.redis)
         if concurrency < 1:
@@ -88,7 +88,7 @@ class Worker:
         self._done: asyncio.Queue[_Done] = asyncio.Queue()
         self._stopping = asyncio.Event()
         self._started_at = str(time.time())
-        self._embedded = not self._owns_redis and "fakeredis" in type(self.redis).__module__ \
+        self._embedded = (not self._owns_redis and "fakeredis" in type(self.redis).__module__) \
             or self.settings.url.startswith("embedded://")
 
     @property

@@ -1,0 +1,5 @@
+"""``python -m ceylon_redis`` runs the CLI."""
+
+from .cli import main
+
+main()

@@ -1,0 +1,237 @@
+"""The ``ceylon-redis`` command.
+
+Exit codes: 0 success; 1 an error (one line on stderr: Redis unreachable, bad
+data, unknown task); 2 a usage error; 3 ``enqueue --wait`` whose task did not
+complete (FAILED or CANCELLED); 4 ``enqueue --wait`` that timed out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+import sys
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import click
+import redis
+from loguru import logger
+
+from .client import Client
+from .errors import CeylonRedisError, TaskTimeoutError
+from .settings import Settings, redact_url
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _configure_logging(level: str, json_logs: bool = False) -> None:
+    logger.remove()
+    logger.enable("ceylon_redis")
+    fmt = "{time:YYYY-MM-DD HH:mm:ss.SSS} {level: <7} {message}"
+    logger.add(sys.stderr, level=level.upper(), format=fmt, serialize=json_logs)
+
+
+def _connection_options(func: F) -> F:
+    """--url and --prefix, each with its environment variable."""
+    func = click.option("--prefix", envvar="CEYLON_REDIS_PREFIX", default=None,
+                        help="Key namespace [env CEYLON_REDIS_PREFIX; default ceylon].")(func)
+    func = click.option("--url", envvar=["CEYLON_REDIS_URL", "REDIS_URL"], default=None,
+                        help="Redis URL [env CEYLON_REDIS_URL, REDIS_URL; "
+                             "default redis://localhost:6379/0].")(func)
+    return func
+
+
+def _friendly_errors(func: F) -> F:
+    """Turn errors into one readable line and exit 1, never a traceback."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            url = kwargs.get("url") or Settings.from_env().url
+            click.echo(f"error: cannot reach Redis at {redact_url(url)}: {exc}", err=True)
+            sys.exit(1)
+        except redis.AuthenticationError as exc:
+            click.echo(f"error: Redis refused the credentials: {exc}", err=True)
+            sys.exit(1)
+        except (CeylonRedisError, redis.RedisError) as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(1)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _emit(as_json: bool, data: Any, text: Callable[[], str]) -> None:
+    click.echo(json.dumps(data, default=str, indent=2) if as_json else text())
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="ceylon-redis")
+@click.option("--log-level", envvar="CEYLON_REDIS_LOG_LEVEL", default="INFO",
+              type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
+              help="Log level of daemons [env CEYLON_REDIS_LOG_LEVEL].")
+@click.option("--log-json", is_flag=True, envvar="CEYLON_REDIS_LOG_JSON",
+              help="Log one JSON object per line, for log shippers.")
+def main(log_level: str, log_json: bool) -> None:
+    """A Redis Streams job queue: workers, producers and inspection."""
+    _configure_logging(log_level, log_json)
+
+
+@main.command()
+@click.argument("target")
+@click.option("--role", "-r", envvar="CEYLON_REDIS_ROLE", default=None,
+              help="Role to consume (needed for plain functions) [env CEYLON_REDIS_ROLE].")
+@click.option("--concurrency", "-c", type=click.IntRange(1, 10000), default=10,
+              envvar="CEYLON_REDIS_CONCURRENCY", show_default=True,
+              help="Tasks run at once per handler [env CEYLON_REDIS_CONCURRENCY].")
+@click.option("--grace", type=click.FloatRange(0), default=30.0, show_default=True,
+              envvar="CEYLON_REDIS_GRACE", help="Seconds to finish in-flight tasks on SIGTERM.")
+@_connection_options
+@_friendly_errors
+def worker(target: str, role: str | None, concurrency: int, grace: float, url: str | None,
+           prefix: str | None) -> None:
+    """Run handlers from TARGET (MODULE:OBJECT) until SIGTERM or SIGINT.
+
+    OBJECT is an async or sync function taking the task's data, a
+    ProcessWorker, or a list of them.
+    """
+    import os
+
+    from .handlers import load_object
+    from .worker import run_worker
+
+    sys.path.insert(0, os.getcwd())
+    handlers = load_object(target)
+    asyncio.run(run_worker(handlers, role=role, concurrency=concurrency, grace=grace,
+                           settings=Settings.from_env(url=url, prefix=prefix)))
+
+
+@main.command()
+@click.argument("role")
+@click.argument("data", default="null")
+@click.option("--name", default=None, help="A label for the task.")
+@click.option("--id", "task_id", default=None, help="Task id (default: a new uuid).")
+@click.option("--depends-on", multiple=True, help="A prerequisite task id (repeatable).")
+@click.option("--wait", "wait", is_flag=True, help="Wait for the result and print it.")
+@click.option("--timeout", type=float, default=None, help="Seconds --wait waits.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@_connection_options
+@_friendly_errors
+def enqueue(role: str, data: str, name: str | None, task_id: str | None,
+            depends_on: tuple[str, ...], wait: bool, timeout: float | None, as_json: bool,
+            url: str | None, prefix: str | None) -> None:
+    """Enqueue a task for ROLE with DATA (JSON); print its id (or its result with --wait)."""
+    try:
+        payload = json.loads(data)
+    except json.JSONDecodeError as exc:
+        raise click.BadParameter(f"not JSON: {exc}", param_hint="DATA") from None
+    with Client(url, prefix) as client:
+        tid = client.enqueue(role, payload, name=name, task_id=task_id, depends_on=depends_on)
+        if not wait:
+            _emit(as_json, {"id": tid}, lambda: tid)
+            return
+        try:
+            result = client.wait(tid, timeout=timeout)
+        except TaskTimeoutError as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(4)
+        _emit(as_json, result.model_dump(mode="json"),
+              lambda: f"{tid} {result.status.value if result.status else ''}\n"
+                      + (json.dumps(result.output, default=str) if result.success
+                         else f"error: {result.error}"))
+        if not result.success:
+            sys.exit(3)
+
+
+@main.command()
+@click.argument("task_id")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@_connection_options
+@_friendly_errors
+def task(task_id: str, as_json: bool, url: str | None, prefix: str | None) -> None:
+    """Show a task: status, attempts, worker, timings, result."""
+    with Client(url, prefix) as client:
+        info = client.get(task_id)
+
+    def text() -> str:
+        lines = [f"id:          {info.id}", f"name:        {info.name}",
+                 f"role:        {info.role}", f"status:      {info.status.value}",
+                 f"attempt:     {info.attempt}/{info.max_attempts}",
+                 f"worker:      {info.worker or '-'}",
+                 f"enqueued:    {info.enqueued_at or '-'}",
+                 f"started:     {info.started_at or '-'}",
+                 f"finished:    {info.finished_at or '-'}"]
+        if info.depends_on:
+            lines.append(f"depends on:  {' '.join(info.depends_on)}")
+        if info.queue_wait is not None:
+            lines.append(f"queue wait:  {info.queue_wait:.3f} s")
+        if info.run_time is not None:
+            lines.append(f"run time:    {info.run_time:.3f} s")
+        if info.result is not None and info.result.output is not None:
+            lines.append(f"output:      {json.dumps(info.result.output, default=str)}")
+        if info.error:
+            lines.append(f"error:       {info.error}")
+        return "\n".join(lines)
+
+    _emit(as_json, info.model_dump(mode="json"), text)
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@_connection_options
+@_friendly_errors
+def queues(as_json: bool, url: str | None, prefix: str | None) -> None:
+    """Per role: ready and running tasks, consumers and live workers."""
+    with Client(url, prefix) as client:
+        rows = client.queues()
+
+    def text() -> str:
+        if not rows:
+            return "no queues yet"
+        out = [f"{'ROLE':<20} {'READY':>8} {'RUNNING':>8} {'CONSUMERS':>10} {'ALIVE':>6}"]
+        for q in rows:
+            out.append(f"{q.role:<20} {q.ready:>8} {q.running:>8} {q.consumers:>10} "
+                       f"{q.workers_alive:>6}")
+            if q.ready and not q.workers_alive:
+                out.append(f"  ! {q.ready} tasks wait for role {q.role!r}, and no worker of it "
+                           "is alive")
+        return "\n".join(out)
+
+    _emit(as_json, [q.model_dump() for q in rows], text)
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@_connection_options
+@_friendly_errors
+def workers(as_json: bool, url: str | None, prefix: str | None) -> None:
+    """Registered workers and whether their heartbeat is fresh."""
+    with Client(url, prefix) as client:
+        rows = client.workers()
+
+    def text() -> str:
+        if not rows:
+            return "no workers registered"
+        out = [f"{'WORKER':<48} {'ROLES':<16} {'HOST':<16} {'PID':>7}  STATE"]
+        for w in rows:
+            out.append(f"{w.id:<48} {' '.join(w.roles):<16} {w.host:<16} {w.pid:>7}  "
+                       f"{'alive' if w.alive else 'no heartbeat'}")
+        return "\n".join(out)
+
+    _emit(as_json, [w.model_dump(mode="json") for w in rows], text)
+
+
+@main.command()
+@click.option("--scale", type=click.FloatRange(0, 10), default=0.2, show_default=True,
+              help="Multiply the example's sleeps by this.")
+@click.option("--url", envvar=["CEYLON_REDIS_URL", "REDIS_URL"], default=None,
+              help="Redis URL (default: localhost, else an embedded Redis).")
+@_friendly_errors
+def demo(scale: float, url: str | None) -> None:
+    """Run the skill-level example of Ceylon's tutorial and print each result."""
+    from .demo import run_demo
+
+    ok = asyncio.run(run_demo(scale=scale, url=url))
+    sys.exit(0 if ok else 1)

@@ -1,0 +1,158 @@
+"""Ceylon's ``TaskProcessingPlayground`` API, on Redis.
+
+The tutorial's code runs with only its imports changed::
+
+    playground = TaskProcessingPlayground(name="task_playground", port=8000)
+    async with playground.play(workers=[...]) as active:
+        result = await active.add_and_execute_task(Task(name="t", processor="worker",
+                                                        input_data={"data": ...}))
+
+``play()`` runs the given ProcessWorkers (one consumer each) against Redis:
+the URL given, else CEYLON_REDIS_URL / REDIS_URL, else localhost:6379, else an
+embedded in-process Redis. ``port`` is accepted for compatibility and only
+shown in logs: the playground listens on no port, Redis is the meeting point.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from loguru import logger
+
+from .client import AsyncClient
+from .connection import async_redis, resolve_url
+from .models import TaskResult, TaskStatus
+from .process import ProcessWorker
+from .protocol import TaskDef
+from .settings import Settings
+from .worker import Worker
+
+
+@dataclass
+class Task:
+    """A unit of work for a role (``processor``), as Ceylon's Task."""
+
+    name: str
+    processor: str
+    input_data: dict[str, Any] = field(default_factory=dict)
+    id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    dependencies: set[str] = field(default_factory=set)
+    status: TaskStatus = TaskStatus.PENDING
+    result: TaskResult | None = None
+    max_attempts: int | None = None
+
+    def _definition(self) -> TaskDef:
+        if not isinstance(self.processor, str):
+            raise ValueError("Task.processor must be a role name (a string)")
+        return TaskDef(role=self.processor, data=self.input_data, id=self.id, name=self.name,
+                       depends_on=sorted(self.dependencies), max_attempts=self.max_attempts)
+
+
+class TaskManager:
+    """The playground's view of the tasks it submitted; statuses follow their results."""
+
+    def __init__(self) -> None:
+        self.tasks: dict[str, Task] = {}
+
+    def add_task(self, task: Task) -> None:
+        self.tasks[task.id] = task
+
+    def get_task(self, task_id: str) -> Task | None:
+        return self.tasks.get(task_id)
+
+    def _settle(self, result: TaskResult) -> None:
+        task = self.tasks.get(result.task_id or "")
+        if task is not None:
+            task.result = result
+            task.status = result.status or (
+                TaskStatus.COMPLETED if result.success else TaskStatus.FAILED)
+
+
+class TaskProcessingPlayground:
+    """Submit Tasks to ProcessWorkers of their role and collect TaskResults."""
+
+    def __init__(self, name: str = "task_processor", port: int = 8888, *,
+                 url: str | None = None, prefix: str | None = None,
+                 concurrency: int = 1, settings: Settings | None = None) -> None:
+        self.name = name
+        self.port = port
+        self._url = url
+        self._prefix = prefix
+        self._settings = settings
+        self.concurrency = concurrency
+        self.task_manager = TaskManager()
+        self.llm_agents: list[ProcessWorker] = []
+        self.client: AsyncClient | None = None
+        self._watchers: set[asyncio.Task[None]] = set()
+
+    @asynccontextmanager
+    async def play(self, workers: Iterable[ProcessWorker] = ()) -> AsyncIterator[
+            TaskProcessingPlayground]:
+        """Run ``workers`` as consumers of their roles while the block runs."""
+        url = resolve_url(self._url or (self._settings.url if self._settings else None),
+                          allow_embedded=True)
+        settings = (self._settings or Settings.from_env(url=url, prefix=self._prefix)).with_(
+            url=url)
+        redis_client = async_redis(url)
+        self.llm_agents = list(workers)
+        self.client = AsyncClient(settings=settings, redis=redis_client)
+        worker = (Worker(self.llm_agents, concurrency=self.concurrency, settings=settings,
+                         redis_client=redis_client) if self.llm_agents else None)
+        runner = asyncio.create_task(worker.run()) if worker else None
+        logger.info("playground {} (port {} unused) playing with {} workers", self.name,
+                    self.port, len(self.llm_agents))
+        try:
+            yield self
+        finally:
+            for w in list(self._watchers):
+                w.cancel()
+            if worker is not None and runner is not None:
+                worker.stop()
+                await runner
+            await self.client.close()
+            await redis_client.aclose()
+            self.client = None
+
+    def _require_client(self) -> AsyncClient:
+        if self.client is None:
+            raise RuntimeError("use the playground inside 'async with playground.play(...)'")
+        return self.client
+
+    async def add_and_execute_task(self, task: Task,
+                                   wait_for_completion: bool = True) -> TaskResult | None:
+        """Enqueue ``task``; with ``wait_for_completion`` return its result, else None at once."""
+        client = self._require_client()
+        (task_id,) = await client.enqueue_graph([task._definition()])
+        self.task_manager.add_task(task)
+        if not wait_for_completion:
+            self._watch(task_id)
+            return None
+        result = await client.wait(task_id)
+        self.task_manager._settle(result)
+        return result
+
+    async def execute_task_group(self, tasks: Iterable[Task]) -> dict[str, TaskResult]:
+        """Enqueue tasks with dependencies among them in one call; wait for every result."""
+        client = self._require_client()
+        tasks = list(tasks)
+        ids = await client.enqueue_graph([t._definition() for t in tasks])
+        for t in tasks:
+            self.task_manager.add_task(t)
+        results = await client.wait_many(ids)
+        for r in results:
+            self.task_manager._settle(r)
+        return dict(zip(ids, results))
+
+    def _watch(self, task_id: str) -> None:
+        async def watch() -> None:
+            result = await self._require_client().wait(task_id)
+            self.task_manager._settle(result)
+
+        w = asyncio.create_task(watch())
+        self._watchers.add(w)
+        w.add_done_callback(self._watchers.discard)
