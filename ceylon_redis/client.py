@@ -51,8 +51,8 @@ class _Base:
         items = list(items)
         if names is not None and len(names) != len(items):
             raise ValueError(f"{len(names)} names for {len(items)} items")
-        return [self._spec(role, data, name=names[i] if names else None, **options)
-                for i, data in enumerate(items)]
+        return [self._spec(role, data, name=names[i] if names else None, what=f"items[{i}]",
+                           **options) for i, data in enumerate(items)]
 
     def _batches(self, specs: list[TaskSpec]) -> list[list[Any]]:
         enqueue_args(specs)  # reject duplicate ids across the whole call before writing

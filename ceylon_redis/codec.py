@@ -89,7 +89,7 @@ def register_type(cls: type[Any], name: str | None = None) -> type[Any]:
     Usable as a class decorator. Only dataclasses and pydantic models qualify.
     """
     is_model = isinstance(cls, type) and issubclass(cls, BaseModel)
-    if not (dataclasses.is_dataclass(cls) or is_model):
+    if not ((isinstance(cls, type) and dataclasses.is_dataclass(cls)) or is_model):
         raise TypeError(f"register_type takes a dataclass or pydantic model, not {cls!r}")
     _registry[name or type_name(cls)] = cls
     return cls
@@ -102,6 +102,15 @@ def _plain(value: Any) -> Any:
     if isinstance(value, dict):
         return {k: _plain(v) for k, v in value.items()}
     return value
+
+def _hashable(value: Any) -> Any:
+    """Set members travel as msgpack arrays; tuples and frozensets come back as tuples."""
+    if isinstance(value, list):
+        return tuple(_hashable(v) for v in value)
+    if isinstance(value, set):
+        return frozenset(value)
+    return value
+
 
 def _default(obj: Any) -> msgpack.ExtType:
     if isinstance(obj, dt.datetime):
@@ -139,7 +148,7 @@ def _ext_hook(code: int, data: bytes) -> Any:
     if code == _UUID:
         return uuid.UUID(bytes=data)
     if code == _SET:
-        return set(_unpack(data))
+        return {_hashable(item) for item in _unpack(data)}
     if code == _OBJECT:
         name, fields = _unpack(data)
         cls = _registry.get(name)

@@ -40,11 +40,12 @@ class TaskSpec:
 
 def make_spec(settings: Settings, role: str, data: Any, *, name: str | None = None,
               task_id: str | None = None, depends_on: Iterable[str] = (),
-              max_attempts: int | None = None, result_ttl: int | None = None) -> TaskSpec:
+              max_attempts: int | None = None, result_ttl: int | None = None,
+              what: str = "data") -> TaskSpec:
     """Validate and encode one task; raises ValidationError/EncodeError naming the problem."""
     check_name("role", role)
     tid = check_task_id(task_id) if task_id is not None else new_task_id()
-    payload = encode(data)
+    payload = encode(data, what)
     if len(payload) > settings.max_payload_bytes:
         raise ValidationError(
             f"payload of task {tid} is {len(payload)} bytes, over the limit of "

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, replace
 from typing import Any
 
+from .errors import ValidationError
 from .keys import check_name
 
 DEFAULT_URL = "redis://localhost:6379/0"
@@ -41,11 +43,11 @@ class Settings:
     def __post_init__(self) -> None:
         check_name("prefix", self.prefix)
         if self.result_ttl <= 0:
-            raise ValueError("result_ttl must be positive")
+            raise ValidationError("result_ttl must be positive")
         if self.max_attempts < 1:
-            raise ValueError("max_attempts must be at least 1")
+            raise ValidationError("max_attempts must be at least 1")
         if self.heartbeat_interval <= 0 or self.worker_timeout <= self.heartbeat_interval:
-            raise ValueError("worker_timeout must exceed heartbeat_interval, both positive")
+            raise ValidationError("worker_timeout must exceed heartbeat_interval, both positive")
 
     @classmethod
     def from_env(cls, url: str | None = None, prefix: str | None = None,
@@ -71,6 +73,7 @@ class Settings:
 
 def redact_url(url: str) -> str:
     """The URL with any password replaced by ``***``, for logs and CLI output."""
+    url = re.sub(r"(?i)([?&]password=)[^&#]*", r"\1***", url)
     scheme, sep, rest = url.partition("://")
     if not sep or "@" not in rest:
         return url

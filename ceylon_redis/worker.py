@@ -85,7 +85,8 @@ class Worker:
         self.reap = reap
         self._executor = ThreadPoolExecutor(max_workers=max(4, concurrency * len(self.consumers)),
                                             thread_name_prefix="ceylon-redis-sync")
-        self._done: asyncio.Queue[_Done] = asyncio.Queue()
+        self._done: asyncio.Queue[_Done] = asyncio.Queue(
+            maxsize=2 * concurrency * len(self.consumers))
         self._stopping = asyncio.Event()
         self._started_at = str(time.time())
         self._embedded = (not self._owns_redis and "fakeredis" in type(self.redis).__module__) \
@@ -146,6 +147,10 @@ class Worker:
                 c.slot_freed.clear()
                 await self._wait_either(c.slot_freed.wait())
                 continue
+            if self._embedded:
+                # In-process Redis: whoever just finished a task would always read first;
+                # a random pause shares the work among idle consumers as Redis' FIFO would.
+                await self._wait_either(asyncio.sleep(random.uniform(0.002, 0.02)))
             began = time.monotonic()
             try:
                 reply = await self.redis.xreadgroup(GROUP, c.id, {stream: ">"}, count=free,
@@ -165,7 +170,7 @@ class Worker:
             entries = reply[0][1] if reply else []
             if not entries:
                 if time.monotonic() - began < self.settings.block_ms / 2000:
-                    await self._wait_either(asyncio.sleep(0.02 if self._embedded else 0.1))
+                    await self._wait_either(asyncio.sleep(0.1))  # a read that did not block
                 continue
             await self._start(c, entries)
 
@@ -198,26 +203,33 @@ class Worker:
             if attempt == 0:
                 logger.warning("worker {}: skipped entry {}: {}", c.id, entry, item[2].decode())
                 continue
-            deps = {item[i].decode(): decode(item[i + 1]) if item[i + 1] else None
-                    for i in range(4, len(item), 2)}
+            try:
+                deps = {item[i].decode(): decode(item[i + 1]) if item[i + 1] else None
+                        for i in range(4, len(item), 2)}
+                data = decode(item[3]) if item[3] else None
+            except Exception as exc:  # bad data fails its task, not the worker
+                logger.error("worker {}: task {} has undecodable data: {}", c.id, tid, exc)
+                await self._done.put(_Done(c, tid, entry, attempt, Outcome(
+                    "FAILED", b"", f"undecodable task data: {exc}", retryable=False)))
+                continue
             ctx = TaskContext(id=tid, role=c.role, name=item[2].decode(), attempt=attempt,
                               worker=c.id, dependency_data=deps)
-            data = decode(item[3]) if item[3] else None
-            task = asyncio.create_task(self._run(c, ctx, entry, data))
-            c.inflight[entry] = task
+            c.inflight[entry] = asyncio.create_task(self._run(c, ctx, entry, data))
 
     async def _run(self, c: _Consumer, ctx: TaskContext, entry: str, data: Any) -> None:
         try:
             outcome = await c.handler.run(ctx, data, self._executor)
-        except asyncio.CancelledError:
+            if outcome.status == "COMPLETED":
+                c.processed += 1
+            else:
+                c.failed += 1
+            # Waits when the finisher lags, so recording applies back-pressure to reading.
+            await self._done.put(_Done(c, ctx.id, entry, ctx.attempt, outcome))
+        finally:
+            # The slot frees once the outcome is handed over, so the next read overlaps
+            # with recording this batch.
             c.inflight.pop(entry, None)
             c.slot_freed.set()
-            raise
-        if outcome.status == "COMPLETED":
-            c.processed += 1
-        else:
-            c.failed += 1
-        await self._done.put(_Done(c, ctx.id, entry, ctx.attempt, outcome))
 
     async def _finisher(self) -> None:
         """Record outcomes in batches: one script call per role for whatever has piled up."""
@@ -228,9 +240,7 @@ class Worker:
             try:
                 await self._record(batch)
             finally:
-                for d in batch:
-                    d.consumer.inflight.pop(d.entry, None)
-                    d.consumer.slot_freed.set()
+                for _ in batch:
                     self._done.task_done()
 
     async def _record(self, batch: list[_Done]) -> None:
@@ -243,10 +253,7 @@ class Worker:
         backoff = 0.1
         while True:
             try:
-                async with self.redis.pipeline(transaction=False) as pipe:
-                    for args in by_consumer.values():
-                        await self.scripts.finish(keys=[self.keys.base], args=args, client=pipe)
-                    replies = await pipe.execute()
+                replies = await self._call_each(self.scripts.finish, list(by_consumer.values()))
                 break
             except _CONNECTION_ERRORS as exc:
                 logger.warning("could not record {} results ({}); retrying in {:.1f} s",
@@ -257,6 +264,15 @@ class Worker:
             for tid in refused:
                 logger.warning("result of task {} refused: this attempt no longer owns it",
                                tid.decode())
+
+    async def _call_each(self, script: Any, arg_lists: list[list[Any]]) -> list[Any]:
+        """Run ``script`` once per argument list: directly for one (EVALSHA alone), else piped."""
+        if len(arg_lists) == 1:
+            return [await script(keys=[self.keys.base], args=arg_lists[0])]
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for args in arg_lists:
+                await script(keys=[self.keys.base], args=args, client=pipe)
+            return list(await pipe.execute())
 
     async def _drain(self) -> None:
         inflight = [t for c in self.consumers for t in c.inflight.values()]
