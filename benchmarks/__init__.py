@@ -1,0 +1,1 @@
+"""Benchmarks of ceylon_redis against a real Redis: ``python -m benchmarks.throughput``."""
