@@ -528,13 +528,19 @@ def test_requeue_gives_back_a_consumers_entries(env: Env) -> None:
     assert taken["run"][1] == 2 and taken["read"][1] == 1
 
 
-def test_requeue_fails_a_task_out_of_attempts(env: Env) -> None:
+def test_a_crash_does_not_spend_attempts_but_a_poison_task_is_failed(env: Env) -> None:
     env.enqueue({"id": "once", "max_attempts": 1}, {"id": "dep", "depends_on": ["once"]})
-    env.take("c1")
+    for lost in range(1, 4):                 # lost with its worker three times: re-queued
+        env.take("c1")
+        assert env.run("requeue", ["c1", "worker c1 stopped", "role"]) == [1, 0]
+        assert env.h("once")["status"] == "QUEUED"
+        assert env.h("once")["crashes"] == str(lost)
+    env.take("c1")                           # the fourth loss is one too many
     assert env.run("requeue", ["c1", "worker c1 stopped", "role"]) == [0, 1]
     h = env.h("once")
     assert h["status"] == "FAILED"
-    assert h["error"] == "worker c1 stopped during attempt 1"
+    assert h["attempt"] == "4"
+    assert h["error"] == "worker c1 stopped during attempt 4; lost 4 times, given up"
     assert env.h("dep")["status"] == "CANCELLED"
     assert env.entries() == []
 

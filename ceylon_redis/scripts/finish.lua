@@ -3,7 +3,8 @@
 -- KEYS[1]  namespace base "{prefix}:"
 -- ARGV[1]  role, ARGV[2] consumer, then seven per task:
 --          task id, entry id, attempt, status (COMPLETED|FAILED), output, error,
---          retryable ('1' when the failure may be retried)
+--          retryable ('1' when the failure may be retried: attempts lost to
+--          crashed workers do not count against max_attempts)
 -- Returns  {refused task ids...}: attempts that no longer own their task
 --          (reclaimed after the worker was presumed dead, or cancelled);
 --          nothing of theirs is written, and an entry is acked only by the
@@ -21,7 +22,8 @@ for i = 3, #ARGV, 7 do
   local status, output, err, retryable = ARGV[i + 3], ARGV[i + 4], ARGV[i + 5], ARGV[i + 6]
   local hkey = task_key(base, tid)
   local mine = #redis.call('XPENDING', stream, GROUP, entry, entry, 1, consumer) > 0
-  local cur = redis.call('HMGET', hkey, 'status', 'attempt', 'worker', 'max_attempts', 'entry')
+  local cur = redis.call('HMGET', hkey, 'status', 'attempt', 'worker', 'max_attempts', 'entry',
+                        'crashes')
   local current = cur[1] == 'RUNNING' and cur[5] == entry
   if mine and (not current or (cur[2] == attempt and cur[3] == consumer)) then
     -- Our delivery, and either this attempt's or one the task has moved on from.
@@ -32,7 +34,7 @@ for i = 3, #ARGV, 7 do
     redis.call('HINCRBY', base .. 'counters', 'fenced', 1)
     table.insert(refused, tid)
   elseif status == 'FAILED' and retryable == '1'
-         and tonumber(attempt) < tonumber(cur[4] or '1') then
+         and tonumber(attempt) - tonumber(cur[6] or '0') < tonumber(cur[4] or '1') then
     redis.call('HSET', hkey, 'error', err)
     push_ready(base, tid, hkey, role)
   else

@@ -1,8 +1,13 @@
 -- Give back every entry a consumer holds on a role stream: each task it was
 -- running or about to run goes back on the stream as a new entry (the old
--- one is acked and deleted, so a late finish from that consumer is refused),
--- or, out of attempts, ends FAILED with the reason. Returns the number of
--- tasks re-queued, failed.
+-- one is acked and deleted, so a late finish from that consumer is refused).
+-- A task lost while RUNNING counts a crash (field `crashes`); crashes have
+-- their own budget (`max_crashes`, default 3), apart from max_attempts, which
+-- only handler failures spend. A task lost more often than that ends FAILED
+-- with the reason: it is likely what kills its workers. Returns the number
+-- of tasks re-queued, failed.
+
+local DEFAULT_MAX_CRASHES = 3
 
 local function requeue_consumer(base, role, consumer, reason, now)
   local stream = stream_key(base, role)
@@ -22,10 +27,13 @@ local function requeue_consumer(base, role, consumer, reason, now)
       end
       if tid then
         local hkey = task_key(base, tid)
-        local cur = redis.call('HMGET', hkey, 'status', 'entry', 'attempt', 'max_attempts')
+        local cur = redis.call('HMGET', hkey, 'status', 'entry', 'attempt', 'max_crashes')
         if (cur[1] == 'RUNNING' or cur[1] == 'QUEUED') and cur[2] == entry then
-          if cur[1] == 'RUNNING' and tonumber(cur[3]) >= tonumber(cur[4] or '1') then
-            finalize(base, tid, 'FAILED', '', reason .. ' during attempt ' .. cur[3], now)
+          local crashes = 0
+          if cur[1] == 'RUNNING' then crashes = redis.call('HINCRBY', hkey, 'crashes', 1) end
+          if crashes > tonumber(cur[4] or DEFAULT_MAX_CRASHES) then
+            finalize(base, tid, 'FAILED', '', reason .. ' during attempt ' .. cur[3] ..
+                     '; lost ' .. crashes .. ' times, given up', now)
             failed = failed + 1
           else
             if cur[1] == 'RUNNING' then redis.call('HSET', hkey, 'error', reason) end
