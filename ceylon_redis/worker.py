@@ -293,7 +293,7 @@ class Worker:
                 requeued, failed = await self.scripts.requeue(
                     keys=[self.keys.base], args=[c.id, f"worker {c.id} stopped", c.role])
                 if requeued or failed:
-                    logger.info("worker {} gave back {} tasks ({} out of attempts)",
+                    logger.info("worker {} gave back {} tasks ({} failed, lost too often)",
                                 c.id, requeued, failed)
                 async with self.redis.pipeline(transaction=False) as pipe:
                     pipe.zrem(self.keys.workers, c.id)
@@ -336,7 +336,7 @@ async def reap_dead_workers(scripts: Scripts, keys: Keys, settings: Settings) ->
     reply = await scripts.reap(keys=[keys.base], args=[int(settings.worker_timeout * 1000)])
     for i in range(0, len(reply), 3):
         logger.warning("worker {} presumed dead (no heartbeat for {} s): {} tasks re-queued, "
-                       "{} failed out of attempts", reply[i].decode(), settings.worker_timeout,
+                       "{} failed (lost too often)", reply[i].decode(), settings.worker_timeout,
                        reply[i + 1], reply[i + 2])
     return len(reply) // 3
 
