@@ -8,17 +8,23 @@ complete (FAILED or CANCELLED); 4 ``enqueue --wait`` that timed out.
 from __future__ import annotations
 
 import asyncio
+import base64
+import dataclasses
+import datetime as dt
 import functools
 import json
 import sys
 from collections.abc import Callable
+from enum import Enum
 from typing import Any, TypeVar
 
 import click
 import redis
 from loguru import logger
+from pydantic import BaseModel
 
 from .client import Client
+from .codec import Record
 from .errors import CeylonRedisError, TaskTimeoutError
 from .settings import Settings, redact_url
 
@@ -59,12 +65,45 @@ def _friendly_errors(func: F) -> F:
         except (CeylonRedisError, redis.RedisError) as exc:
             click.echo(f"error: {exc}", err=True)
             sys.exit(1)
+        except ValueError as exc:  # redis-py's word on a malformed URL
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(1)
 
     return wrapper  # type: ignore[return-value]
 
 
-def _emit(as_json: bool, data: Any, text: Callable[[], str]) -> None:
-    click.echo(json.dumps(data, default=str, indent=2) if as_json else text())
+def _jsonable(value: Any) -> Any:
+    """JSON's view of a decoded payload: records and models as objects, bytes as text."""
+    if isinstance(value, Record):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, BaseModel):
+        return {k: _jsonable(getattr(value, k)) for k in type(value).model_fields}
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, bytes):
+        try:
+            return value.decode()
+        except UnicodeDecodeError:
+            return "base64:" + base64.b64encode(value).decode()
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, (dt.datetime, dt.date)):
+        return value.isoformat()
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    return str(value)
+
+
+def _dumps(value: Any, indent: int | None = None) -> str:
+    return json.dumps(_jsonable(value), indent=indent)
+
+
+def _emit(as_json: bool, data: Callable[[], Any], text: Callable[[], str]) -> None:
+    click.echo(_dumps(data(), indent=2) if as_json else text())
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -130,17 +169,16 @@ def enqueue(role: str, data: str, name: str | None, task_id: str | None,
     with Client(url, prefix) as client:
         tid = client.enqueue(role, payload, name=name, task_id=task_id, depends_on=depends_on)
         if not wait:
-            _emit(as_json, {"id": tid}, lambda: tid)
+            _emit(as_json, lambda: {"id": tid}, lambda: tid)
             return
         try:
             result = client.wait(tid, timeout=timeout)
         except TaskTimeoutError as exc:
             click.echo(f"error: {exc}", err=True)
             sys.exit(4)
-        _emit(as_json, result.model_dump(mode="json"),
+        _emit(as_json, lambda: dict(result),
               lambda: f"{tid} {result.status.value if result.status else ''}\n"
-                      + (json.dumps(result.output, default=str) if result.success
-                         else f"error: {result.error}"))
+                      + (_dumps(result.output) if result.success else f"error: {result.error}"))
         if not result.success:
             sys.exit(3)
 
@@ -170,12 +208,13 @@ def task(task_id: str, as_json: bool, url: str | None, prefix: str | None) -> No
         if info.run_time is not None:
             lines.append(f"run time:    {info.run_time:.3f} s")
         if info.result is not None and info.result.output is not None:
-            lines.append(f"output:      {json.dumps(info.result.output, default=str)}")
+            lines.append(f"output:      {_dumps(info.result.output)}")
         if info.error:
             lines.append(f"error:       {info.error}")
         return "\n".join(lines)
 
-    _emit(as_json, info.model_dump(mode="json"), text)
+    _emit(as_json, lambda: {**dict(info), "result": dict(info.result) if info.result else None},
+          text)
 
 
 @main.command()
@@ -199,7 +238,7 @@ def queues(as_json: bool, url: str | None, prefix: str | None) -> None:
                            "is alive")
         return "\n".join(out)
 
-    _emit(as_json, [q.model_dump() for q in rows], text)
+    _emit(as_json, lambda: [dict(q) for q in rows], text)
 
 
 @main.command()
@@ -220,7 +259,7 @@ def workers(as_json: bool, url: str | None, prefix: str | None) -> None:
                        f"{'alive' if w.alive else 'no heartbeat'}")
         return "\n".join(out)
 
-    _emit(as_json, [w.model_dump(mode="json") for w in rows], text)
+    _emit(as_json, lambda: [dict(w) for w in rows], text)
 
 
 @main.command()
