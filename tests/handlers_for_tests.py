@@ -1,0 +1,138 @@
+"""Handlers that the integration tests' worker daemons load as ``tests.handlers_for_tests:NAME``.
+
+The daemons run with ``CEYLON_REDIS_URL`` and ``CEYLON_REDIS_PREFIX`` set (see
+``conftest.spawn_worker``); the recording handlers write their bookkeeping
+under the test's own namespace, ``{prefix}:test:...``, so conftest deletes it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+import redis.asyncio as aioredis
+
+from ceylon_redis import ProcessRequest, ProcessWorker, current_task
+
+_async_client: aioredis.Redis | None = None
+_sync_client: redis.Redis | None = None
+
+
+def _base() -> str:
+    return "{" + os.environ["CEYLON_REDIS_PREFIX"] + "}:test:"
+
+
+def runs_key(prefix: str, task_id: str) -> str:
+    """How many times a task's handler was entered (INCR at the start of each run)."""
+    return "{" + prefix + "}:test:runs:" + task_id
+
+
+def who_key(prefix: str, task_id: str) -> str:
+    """The worker ids that ran a task, one list element per run."""
+    return "{" + prefix + "}:test:who:" + task_id
+
+
+def _aredis() -> aioredis.Redis:
+    global _async_client
+    if _async_client is None:  # one daemon runs one event loop: one client is enough
+        _async_client = aioredis.Redis.from_url(os.environ["CEYLON_REDIS_URL"])
+    return _async_client
+
+
+def _sredis() -> redis.Redis:
+    global _sync_client
+    if _sync_client is None:  # thread-safe: a connection pool behind it
+        _sync_client = redis.Redis.from_url(os.environ["CEYLON_REDIS_URL"])
+    return _sync_client
+
+
+def _sleep_of(data: Any) -> float:
+    if isinstance(data, dict):
+        return float(data.get("sleep", 0))
+    if isinstance(data, (int, float)) and not isinstance(data, bool):
+        return float(data)
+    return 0.0
+
+
+async def echo(data: Any) -> Any:
+    """Async no-op: hands the payload back."""
+    return {"echo": data}
+
+
+def double_sync(data: Any) -> Any:
+    """A plain (sync) function, run in the worker's thread pool."""
+    return data * 2
+
+
+async def slow(data: Any) -> Any:
+    """Sleeps ``data`` seconds (or ``data['sleep']``), then returns the payload."""
+    await asyncio.sleep(_sleep_of(data))
+    return data
+
+
+async def boom(data: Any) -> Any:
+    """Always fails."""
+    raise ValueError(f"boom on {data!r}")
+
+
+async def difficulty(data: Any) -> Any:
+    """Takes a dataclass payload by attribute; returns a computed value and the payload itself."""
+    return {"double": data.difficulty * 2, "label": data.label.upper(),
+            "inner_x": data.inner.x, "payload": data}
+
+
+@dataclass
+class Point:
+    x: int
+    y: int
+
+
+async def make_point(data: Any) -> Any:
+    """Returns a dataclass (it reaches the client as a Record unless registered there)."""
+    return Point(int(data["x"]), int(data["y"]))
+
+
+async def record(data: Any) -> Any:
+    """Counts each run of a task (INCR), notes who ran it, sleeps if asked, reports itself."""
+    ctx = current_task()
+    r = _aredis()
+    async with r.pipeline(transaction=False) as pipe:
+        pipe.incr(_base() + "runs:" + ctx.id)
+        pipe.rpush(_base() + "who:" + ctx.id, ctx.worker)
+        await pipe.execute()
+    await asyncio.sleep(_sleep_of(data))
+    return {"task": ctx.id, "worker": ctx.worker, "attempt": ctx.attempt, "data": data}
+
+
+def record_sync(data: Any) -> Any:
+    """``record`` as a sync function: ``current_task()`` also works in the thread pool."""
+    ctx = current_task()
+    r = _sredis()
+    with r.pipeline(transaction=False) as pipe:
+        pipe.incr(_base() + "runs:" + ctx.id)
+        pipe.rpush(_base() + "who:" + ctx.id, ctx.worker)
+        pipe.execute()
+    time.sleep(_sleep_of(data))
+    return {"task": ctx.id, "worker": ctx.worker, "attempt": ctx.attempt, "data": data}
+
+
+class Doubler(ProcessWorker):
+    """A Ceylon-style ProcessWorker: doubles ``input_data`` (a number)."""
+
+    async def _processor(self, request: ProcessRequest, time: int) -> Any:
+        return True, request.input_data * 2
+
+
+class Failer(ProcessWorker):
+    """A ProcessWorker whose processor raises."""
+
+    async def _processor(self, request: ProcessRequest, time: int) -> Any:
+        raise RuntimeError(f"failer refuses {request.input_data!r}")
+
+
+# One daemon serving two roles: ``worker tests.handlers_for_tests:PROCESSORS``.
+PROCESSORS = [Doubler("doubler", "dbl"), Failer("failer", "bad")]
