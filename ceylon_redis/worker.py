@@ -130,6 +130,9 @@ class Worker:
         for role in {c.role for c in self.consumers}:
             await self._create_group(role)
             await self.redis.sadd(self.keys.roles, role)
+        for c in self.consumers:  # visible in XINFO CONSUMERS before the first delivery
+            await self.redis.execute_command(
+                "XGROUP", "CREATECONSUMER", self.keys.stream(c.role), GROUP, c.id)
 
     async def _create_group(self, role: str) -> None:
         try:
