@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from .codec import decode, encode
@@ -31,7 +31,6 @@ class TaskSpec:
     max_attempts: int = 1
     ttl: int = 86400
     reply_to: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def args(self) -> list[Any]:
         return [self.id, self.role, self.name, self.data, self.max_attempts, self.ttl,
