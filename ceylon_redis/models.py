@@ -14,7 +14,7 @@ class TaskStatus(str, Enum):
 
     WAITING = "WAITING"
     """Enqueued; waits for prerequisites to complete."""
-    PENDING = "WAITING"  # the Ceylon name of the same state
+    PENDING = "WAITING"  # Ceylon's name for the same state (an alias)
     QUEUED = "QUEUED"
     """On its role's stream, ready for a worker."""
     RUNNING = "RUNNING"

@@ -89,8 +89,8 @@ class Worker:
             maxsize=2 * concurrency * len(self.consumers))
         self._stopping = asyncio.Event()
         self._started_at = str(time.time())
-        self._embedded = (not self._owns_redis and "fakeredis" in type(self.redis).__module__) \
-            or self.settings.url.startswith("embedded://")
+        self._embedded = (self.settings.url.startswith("embedded://")
+                          or type(self.redis).__module__.startswith("fakeredis"))
 
     @property
     def ids(self) -> list[str]:
