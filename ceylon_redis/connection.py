@@ -13,15 +13,23 @@ from .settings import redact_url
 _embedded_server: Any = None
 
 
+MAX_CONNECTIONS = 100
+"""Connections one client opens at most; further commands wait for a free one, never fail."""
+
+
 def async_redis(url: str, **kwargs: Any) -> aioredis.Redis:
     """An asyncio Redis client for ``url`` (``embedded://`` for the in-process one)."""
     if url.startswith("embedded://"):
         import fakeredis
 
-        return fakeredis.FakeAsyncRedis(server=embedded_server(), **kwargs)
+        return fakeredis.FakeAsyncRedis(
+            server=embedded_server(), connection_pool_class=aioredis.BlockingConnectionPool,
+            max_connections=MAX_CONNECTIONS, **kwargs)
     kwargs.setdefault("health_check_interval", 30)
     kwargs.setdefault("socket_keepalive", True)
-    return aioredis.Redis.from_url(url, **kwargs)
+    pool = aioredis.BlockingConnectionPool.from_url(
+        url, max_connections=MAX_CONNECTIONS, timeout=None, **kwargs)
+    return aioredis.Redis.from_pool(pool)
 
 
 def sync_redis(url: str, **kwargs: Any) -> redis.Redis:
@@ -29,10 +37,14 @@ def sync_redis(url: str, **kwargs: Any) -> redis.Redis:
     if url.startswith("embedded://"):
         import fakeredis
 
-        return fakeredis.FakeRedis(server=embedded_server(), **kwargs)
+        return fakeredis.FakeRedis(
+            server=embedded_server(), connection_pool_class=redis.BlockingConnectionPool,
+            max_connections=MAX_CONNECTIONS, **kwargs)
     kwargs.setdefault("health_check_interval", 30)
     kwargs.setdefault("socket_keepalive", True)
-    return redis.Redis.from_url(url, **kwargs)
+    pool = redis.BlockingConnectionPool.from_url(
+        url, max_connections=MAX_CONNECTIONS, timeout=None, **kwargs)
+    return redis.Redis.from_pool(pool)
 
 
 def embedded_server() -> Any:
