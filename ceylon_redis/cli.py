@@ -122,14 +122,15 @@ def main(log_level: str, log_json: bool) -> None:
 @click.argument("target")
 @click.option("--role", "-r", envvar="CEYLON_REDIS_ROLE", default=None,
               help="Role to consume (needed for plain functions) [env CEYLON_REDIS_ROLE].")
-@click.option("--concurrency", "-c", type=click.IntRange(1, 10000), default=10,
-              envvar="CEYLON_REDIS_CONCURRENCY", show_default=True,
-              help="Tasks run at once per handler [env CEYLON_REDIS_CONCURRENCY].")
+@click.option("--concurrency", "-c", type=click.IntRange(1, 10000), default=None,
+              envvar="CEYLON_REDIS_CONCURRENCY",
+              help="Tasks run at once per handler [env CEYLON_REDIS_CONCURRENCY; default 10 "
+                   "for a function, 1 for a ProcessWorker].")
 @click.option("--grace", type=click.FloatRange(0), default=30.0, show_default=True,
               envvar="CEYLON_REDIS_GRACE", help="Seconds to finish in-flight tasks on SIGTERM.")
 @_connection_options
 @_friendly_errors
-def worker(target: str, role: str | None, concurrency: int, grace: float, url: str | None,
+def worker(target: str, role: str | None, concurrency: int | None, grace: float, url: str | None,
            prefix: str | None) -> None:
     """Run handlers from TARGET (MODULE:OBJECT) until SIGTERM or SIGINT.
 

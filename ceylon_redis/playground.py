@@ -78,7 +78,7 @@ class TaskProcessingPlayground:
 
     def __init__(self, name: str = "task_processor", port: int = 8888, *,
                  url: str | None = None, prefix: str | None = None,
-                 concurrency: int = 1, settings: Settings | None = None) -> None:
+                 concurrency: int | None = None, settings: Settings | None = None) -> None:
         self.name = name
         self.port = port
         self._url = url

@@ -67,7 +67,8 @@ class _Done:
 class Worker:
     """Run handlers for tasks of their roles until ``stop()``; see the module docstring."""
 
-    def __init__(self, handlers: Any, *, role: str | None = None, concurrency: int = 10,
+    def __init__(self, handlers: Any, *, role: str | None = None,
+                 concurrency: int | None = None,
                  url: str | None = None, prefix: str | None = None,
                  settings: Settings | None = None, redis_client: Any = None,
                  grace: float = 30.0, reap: bool = True) -> None:
@@ -77,16 +78,20 @@ class Worker:
                            else async_redis(self.settings.url))
         self._owns_redis = redis_client is None
         self.scripts = Scripts.register(self.redis)
-        if concurrency < 1:
+        if concurrency is not None and concurrency < 1:
             raise ValueError("concurrency must be at least 1")
-        self.consumers = [_Consumer(h, _worker_id(h.name), concurrency)
-                          for h in handlers_from(handlers, role)]
+        # Default: a ProcessWorker takes one task at a time, as in Ceylon; a function ten.
+        self.consumers = [
+            _Consumer(h, _worker_id(h.name),
+                      concurrency or (1 if h.process_worker is not None else 10))
+            for h in handlers_from(handlers, role)]
         self.grace = grace
         self.reap = reap
-        self._executor = ThreadPoolExecutor(max_workers=max(4, concurrency * len(self.consumers)),
+        self._executor = ThreadPoolExecutor(max_workers=max(4, sum(c.concurrency
+                                                                   for c in self.consumers)),
                                             thread_name_prefix="ceylon-redis-sync")
         self._done: asyncio.Queue[_Done] = asyncio.Queue(
-            maxsize=2 * concurrency * len(self.consumers))
+            maxsize=2 * sum(c.concurrency for c in self.consumers))
         self._stopping = asyncio.Event()
         self._started_at = str(time.time())
         self._embedded = (self.settings.url.startswith("embedded://")
