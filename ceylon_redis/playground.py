@@ -54,7 +54,11 @@ class Task:
 
 
 class TaskManager:
-    """The playground's view of the tasks it submitted; statuses follow their results."""
+    """The playground's view of the tasks it submitted.
+
+    A task's ``status`` here is PENDING until its result arrives, then final;
+    ``await playground.client.get(task_id)`` shows the live status (QUEUED, RUNNING).
+    """
 
     def __init__(self) -> None:
         self.tasks: dict[str, Task] = {}
@@ -104,6 +108,12 @@ class TaskProcessingPlayground:
         worker = (Worker(self.llm_agents, concurrency=self.concurrency, settings=settings,
                          redis_client=redis_client) if self.llm_agents else None)
         runner = asyncio.create_task(worker.run()) if worker else None
+        if worker is not None and runner is not None:
+            ready = asyncio.create_task(worker.ready.wait())
+            await asyncio.wait({ready, runner}, return_when=asyncio.FIRST_COMPLETED)
+            ready.cancel()
+            if runner.done():
+                runner.result()  # raises why the workers could not start
         logger.info("playground {} (port {} unused) playing with {} workers", self.name,
                     self.port, len(self.llm_agents))
         try:

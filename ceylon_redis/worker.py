@@ -93,6 +93,8 @@ class Worker:
         self._done: asyncio.Queue[_Done] = asyncio.Queue(
             maxsize=2 * sum(c.concurrency for c in self.consumers))
         self._stopping = asyncio.Event()
+        self.ready = asyncio.Event()
+        """Set once every consumer is registered and about to read."""
         self._started_at = str(time.time())
         self._embedded = (self.settings.url.startswith("embedded://")
                           or type(self.redis).__module__.startswith("fakeredis"))
@@ -112,6 +114,7 @@ class Worker:
         for c in self.consumers:
             logger.info("worker {} started: role={} concurrency={} redis={}", c.id, c.role,
                         c.concurrency, redact_url(self.settings.url))
+        self.ready.set()
         finisher = asyncio.create_task(self._finisher(), name="ceylon-redis-finisher")
         beat = asyncio.create_task(self._heartbeat_loop(), name="ceylon-redis-heartbeat")
         readers = [asyncio.create_task(self._consume(c), name=f"ceylon-redis-read-{c.id}")
