@@ -14,7 +14,7 @@ import dataclasses
 import datetime as dt
 import decimal
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import msgpack
@@ -204,5 +204,3 @@ def _find_unencodable(value: Any, path: str) -> tuple[str, Any]:
         except (TypeError, OverflowError, ValueError):
             return _find_unencodable(child, child_path)
     return path, value
-
-Encoder = Callable[[Any], bytes]

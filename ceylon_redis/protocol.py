@@ -147,9 +147,6 @@ def parse_notification(message: bytes) -> TaskResult:
                               rest[:n].decode() or None)
 
 
-WATCH_FIELDS = ("status", "output", "error")
-
-
 def parse_watch(task_id: str, reply: Sequence[Any]) -> TaskResult | None:
     """Reply of the watch script: None while running, a TaskResult once final."""
     if not reply or reply[0] is None:

@@ -316,19 +316,19 @@ class Worker:
             logger.error("could not deregister ({}); the reaper will give back its tasks", exc)
 
     async def _heartbeat(self) -> None:
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for c in self.consumers:
-                info = {"roles": c.role, "name": c.handler.name, "host": socket.gethostname(),
-                        "pid": os.getpid(), "concurrency": c.concurrency,
-                        "started_at": self._started_at, "processed": c.processed,
-                        "failed": c.failed}
-                args: list[Any] = [c.id, len(info)]
-                for k, v in info.items():
-                    args.extend((k, v))
-                for entry in list(c.inflight):
-                    args.extend((c.role, entry))
-                await self.scripts.heartbeat(keys=[self.keys.base], args=args, client=pipe)
-            await pipe.execute()
+        arg_lists = []
+        for c in self.consumers:
+            info = {"roles": c.role, "name": c.handler.name, "host": socket.gethostname(),
+                    "pid": os.getpid(), "concurrency": c.concurrency,
+                    "started_at": self._started_at, "processed": c.processed,
+                    "failed": c.failed}
+            args: list[Any] = [c.id, len(info)]
+            for k, v in info.items():
+                args.extend((k, v))
+            for entry in list(c.inflight):
+                args.extend((c.role, entry))
+            arg_lists.append(args)
+        await self._call_each(self.scripts.heartbeat, arg_lists)
 
     async def _heartbeat_loop(self) -> None:
         interval = self.settings.heartbeat_interval
