@@ -7,6 +7,7 @@ from loguru import logger
 
 from .client import AsyncClient, Client
 from .codec import Record, register_type
+from .coordinator import Coordinator
 from .errors import (
     CeylonRedisError,
     DependencyError,
@@ -16,10 +17,22 @@ from .errors import (
     UnknownTaskError,
     ValidationError,
 )
-from .models import QueueInfo, TaskInfo, TaskResult, TaskStatus, WorkerInfo
+from .graphs import AsyncGraph, Graph
+from .models import (
+    GraphInfo,
+    OnFailure,
+    Percentiles,
+    QueueInfo,
+    RoleStats,
+    Stats,
+    TaskInfo,
+    TaskResult,
+    TaskStatus,
+    WorkerInfo,
+)
 from .playground import Task, TaskManager, TaskProcessingPlayground
 from .process import ProcessRequest, ProcessWorker, TaskContext, current_task
-from .protocol import TaskDef
+from .protocol import Dep, TaskDef
 from .settings import Settings
 from .worker import Worker
 
@@ -29,15 +42,24 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AsyncClient",
+    "AsyncGraph",
     "CeylonRedisError",
     "Client",
+    "Coordinator",
+    "Dep",
     "DependencyError",
     "EncodeError",
+    "Graph",
+    "GraphInfo",
+    "OnFailure",
+    "Percentiles",
     "ProcessRequest",
     "ProcessWorker",
     "QueueInfo",
     "Record",
+    "RoleStats",
     "Settings",
+    "Stats",
     "Task",
     "TaskContext",
     "TaskDef",

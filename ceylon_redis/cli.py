@@ -26,6 +26,7 @@ from pydantic import BaseModel
 from .client import Client
 from .codec import Record
 from .errors import CeylonRedisError, TaskTimeoutError
+from .models import RoleStats, Stats
 from .settings import Settings, redact_url
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -128,10 +129,13 @@ def main(log_level: str, log_json: bool) -> None:
                    "for a function, 1 for a ProcessWorker].")
 @click.option("--grace", type=click.FloatRange(0), default=30.0, show_default=True,
               envvar="CEYLON_REDIS_GRACE", help="Seconds to finish in-flight tasks on SIGTERM.")
+@click.option("--coordinator", "with_coordinator", is_flag=True,
+              envvar="CEYLON_REDIS_COORDINATOR",
+              help="Also run a coordinator (statistics) in this daemon.")
 @_connection_options
 @_friendly_errors
-def worker(target: str, role: str | None, concurrency: int | None, grace: float, url: str | None,
-           prefix: str | None) -> None:
+def worker(target: str, role: str | None, concurrency: int | None, grace: float,
+           with_coordinator: bool, url: str | None, prefix: str | None) -> None:
     """Run handlers from TARGET (MODULE:OBJECT) until SIGTERM or SIGINT.
 
     OBJECT is an async or sync function taking the task's data, a
@@ -145,7 +149,22 @@ def worker(target: str, role: str | None, concurrency: int | None, grace: float,
     sys.path.insert(0, os.getcwd())
     handlers = load_object(target)
     asyncio.run(run_worker(handlers, role=role, concurrency=concurrency, grace=grace,
+                           coordinator=with_coordinator,
                            settings=Settings.from_env(url=url, prefix=prefix)))
+
+
+@main.command()
+@_connection_options
+@_friendly_errors
+def coordinator(url: str | None, prefix: str | None) -> None:
+    """Keep statistics from finished tasks until SIGTERM or SIGINT.
+
+    Any number may run; each event is counted once, and a dead coordinator's
+    events are taken over. Dependents are released without one.
+    """
+    from .coordinator import run_coordinator
+
+    asyncio.run(run_coordinator(settings=Settings.from_env(url=url, prefix=prefix)))
 
 
 @main.command()
@@ -154,13 +173,17 @@ def worker(target: str, role: str | None, concurrency: int | None, grace: float,
 @click.option("--name", default=None, help="A label for the task.")
 @click.option("--id", "task_id", default=None, help="Task id (default: a new uuid).")
 @click.option("--depends-on", multiple=True, help="A prerequisite task id (repeatable).")
+@click.option("--on-failure", type=click.Choice(["cancel", "run", "ignore"]), default="cancel",
+              show_default=True, help="If a prerequisite fails: cancel this task, run it "
+                                      "anyway, or ignore that prerequisite.")
 @click.option("--wait", "wait", is_flag=True, help="Wait for the result and print it.")
 @click.option("--timeout", type=float, default=None, help="Seconds --wait waits.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @_connection_options
 @_friendly_errors
 def enqueue(role: str, data: str, name: str | None, task_id: str | None,
-            depends_on: tuple[str, ...], wait: bool, timeout: float | None, as_json: bool,
+            depends_on: tuple[str, ...], on_failure: str, wait: bool, timeout: float | None,
+            as_json: bool,
             url: str | None, prefix: str | None) -> None:
     """Enqueue a task for ROLE with DATA (JSON); print its id (or its result with --wait)."""
     try:
@@ -168,7 +191,8 @@ def enqueue(role: str, data: str, name: str | None, task_id: str | None,
     except json.JSONDecodeError as exc:
         raise click.BadParameter(f"not JSON: {exc}", param_hint="DATA") from None
     with Client(url, prefix) as client:
-        tid = client.enqueue(role, payload, name=name, task_id=task_id, depends_on=depends_on)
+        tid = client.enqueue(role, payload, name=name, task_id=task_id, depends_on=depends_on,
+                             on_failure=on_failure)  # type: ignore[arg-type]
         if not wait:
             _emit(as_json, lambda: {"id": tid}, lambda: tid)
             return
@@ -223,23 +247,33 @@ def task(task_id: str, as_json: bool, url: str | None, prefix: str | None) -> No
 @_connection_options
 @_friendly_errors
 def queues(as_json: bool, url: str | None, prefix: str | None) -> None:
-    """Per role: ready and running tasks, consumers and live workers."""
+    """Per role: waiting, ready and running tasks, consumers and live workers."""
     with Client(url, prefix) as client:
         rows = client.queues()
+        coordinators = client.coordinators_alive()
 
     def text() -> str:
         if not rows:
             return "no queues yet"
-        out = [f"{'ROLE':<20} {'READY':>8} {'RUNNING':>8} {'CONSUMERS':>10} {'ALIVE':>6}"]
+        out = [f"{'ROLE':<20} {'WAITING':>8} {'READY':>8} {'RUNNING':>8} {'CONSUMERS':>10} "
+               f"{'ALIVE':>6}"]
         for q in rows:
-            out.append(f"{q.role:<20} {q.ready:>8} {q.running:>8} {q.consumers:>10} "
-                       f"{q.workers_alive:>6}")
+            out.append(f"{q.role:<20} {q.waiting:>8} {q.ready:>8} {q.running:>8} "
+                       f"{q.consumers:>10} {q.workers_alive:>6}")
             if q.ready and not q.workers_alive:
                 out.append(f"  ! {q.ready} tasks wait for role {q.role!r}, and no worker of it "
                            "is alive")
+        if coordinators:
+            out.append(f"coordinators alive: {coordinators}")
+        else:
+            waiting = sum(q.waiting for q in rows)
+            out.append(f"! no coordinator alive: statistics are not being kept "
+                       f"(run `ceylon-redis coordinator`). {waiting} waiting tasks are "
+                       "released by the workers as their prerequisites finish.")
         return "\n".join(out)
 
-    _emit(as_json, lambda: [dict(q) for q in rows], text)
+    _emit(as_json, lambda: {"queues": [dict(q) for q in rows],
+                            "coordinators_alive": coordinators}, text)
 
 
 @main.command()
@@ -261,6 +295,127 @@ def workers(as_json: bool, url: str | None, prefix: str | None) -> None:
         return "\n".join(out)
 
     _emit(as_json, lambda: [dict(w) for w in rows], text)
+
+
+def _seconds(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value * 1000:.1f}ms" if value < 1 else f"{value:.2f}s"
+
+
+def _stats_text(st: Stats) -> str:
+    head = (f"{'ROLE':<16} {'DONE':>7} {'FAILED':>6} {'CANCEL':>6} {'SUCCESS':>7} "
+            f"{'RETRY':>5} {'WAIT':>4} {'QUEUED':>6} {'RUN':>4}  "
+            f"{'WAIT p50/p95/p99':<26} {'RUN p50/p95/p99':<26} {'/MIN':>5}")
+    out = [head]
+    for r in [*st.roles, st.overall]:
+        rate = f"{r.success_rate:.1%}" if r.success_rate is not None else "-"
+        wait = "/".join(_seconds(x) for x in (r.wait.p50, r.wait.p95, r.wait.p99))
+        run = "/".join(_seconds(x) for x in (r.run.p50, r.run.p95, r.run.p99))
+        last_minute = r.throughput[-2] if len(r.throughput) > 1 else 0
+        out.append(f"{'all' if r.role == '*' else r.role:<16} {r.completed:>7} {r.failed:>6} "
+                   f"{r.cancelled:>6} {rate:>7} {r.retries:>5} {r.waiting:>4} {r.queued:>6} "
+                   f"{r.running:>4}  {wait:<26} {run:<26} {last_minute:>5}")
+    if not st.coordinators_alive:
+        out.append("! no coordinator alive: these figures are not being updated "
+                   "(run `ceylon-redis coordinator`)")
+    return "\n".join(out)
+
+
+def _stats_json(st: Stats) -> dict[str, Any]:
+    def role(r: RoleStats) -> dict[str, Any]:
+        return {**r.model_dump(), "success_rate": r.success_rate, "finished": r.finished}
+
+    return {"overall": role(st.overall), "roles": [role(r) for r in st.roles],
+            "coordinators_alive": st.coordinators_alive}
+
+
+@main.command()
+@click.option("--role", "-r", default=None, help="Only this role.")
+@click.option("--watch", "-w", "watch_every", is_flag=False, flag_value=2.0, default=None,
+              type=click.FloatRange(0.1), help="Refresh every N seconds (default 2) until Ctrl-C.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@_connection_options
+@_friendly_errors
+def stats(role: str | None, watch_every: float | None, as_json: bool, url: str | None,
+          prefix: str | None) -> None:
+    """Counts, success rate, retries, queue wait and run time percentiles, tasks per minute.
+
+    Kept by the coordinator since the first one started. /MIN is the last full
+    minute; --json has the whole last hour.
+    """
+    import time
+
+    with Client(url, prefix) as client:
+        while True:
+            st = client.stats(role)
+            if watch_every is not None and not as_json:
+                click.clear()
+            click.echo(_dumps(_stats_json(st), indent=2) if as_json else _stats_text(st))
+            if watch_every is None:
+                return
+            try:
+                time.sleep(watch_every)
+            except KeyboardInterrupt:
+                return
+
+
+@main.command()
+@click.argument("graph_id")
+@click.option("--tasks", "show_tasks", is_flag=True, help="List every task of the graph.")
+@click.option("--cancel", "do_cancel", is_flag=True, help="Cancel the tasks not yet final.")
+@click.option("--retry-failed", "do_retry", is_flag=True,
+              help="Run the failed and cancelled tasks again.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@_connection_options
+@_friendly_errors
+def graph(graph_id: str, show_tasks: bool, do_cancel: bool, do_retry: bool, as_json: bool,
+          url: str | None, prefix: str | None) -> None:
+    """Show a graph: status, progress, failed tasks (and cancel or retry it)."""
+    with Client(url, prefix) as client:
+        handle = client.graph(graph_id)
+        handle.info()  # unknown graph: one error line, nothing done
+        if do_cancel:
+            click.echo(f"cancelled {handle.cancel()} tasks", err=True)
+        if do_retry:
+            click.echo(f"retrying {handle.retry_failed()} tasks", err=True)
+        info = handle.info()
+        tasks = handle.tasks()
+
+    def text() -> str:
+        lines = [f"graph:     {info.id}", f"status:    {info.status}",
+                 f"progress:  {info.done}/{info.total} ({info.progress:.0%}): "
+                 f"{info.completed} completed, {info.failed} failed, "
+                 f"{info.cancelled} cancelled",
+                 f"created:   {info.created_at or '-'}",
+                 f"finished:  {info.finished_at or '-'}"
+                 + (f" (keys expire {info.ttl} s after)" if info.finished_at else "")]
+        shown = tasks if show_tasks else [t for t in tasks if t.status.value in
+                                          ("FAILED", "CANCELLED")][:20]
+        for t in shown:
+            lines.append(f"  {t.id:<34} {t.role:<14} {t.status.value:<9} {t.name}"
+                         + (f"\n      {t.error}" if t.error and t.status.value !=
+                            "COMPLETED" else ""))
+        return "\n".join(lines)
+
+    _emit(as_json, lambda: {**info.model_dump(), "done": info.done,
+                            "tasks": [{"id": t.id, "role": t.role, "name": t.name,
+                                       "status": t.status.value, "error": t.error}
+                                      for t in tasks]}, text)
+
+
+@main.command()
+@click.argument("task_id")
+@click.option("--reason", default=None, help="Why (stored as the task's error).")
+@_connection_options
+@_friendly_errors
+def cancel(task_id: str, reason: str | None, url: str | None, prefix: str | None) -> None:
+    """Cancel a task not yet final; its dependents settle as for a failure."""
+    with Client(url, prefix) as client:
+        if client.cancel(task_id, reason):
+            click.echo(f"{task_id} CANCELLED")
+        else:
+            click.echo(f"{task_id} was already {client.get(task_id).status.value}")
 
 
 @main.command()

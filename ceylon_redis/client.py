@@ -14,20 +14,24 @@ from typing import Any
 
 from .connection import async_redis, sync_redis
 from .errors import raise_for_script_error
-from .keys import Keys
-from .models import QueueInfo, TaskInfo, TaskResult, WorkerInfo
+from .graphs import AsyncGraph, Graph
+from .keys import Keys, check_task_id
+from .models import OnFailure, QueueInfo, Stats, TaskInfo, TaskResult, WorkerInfo
 from .protocol import (
+    Dep,
     TaskDef,
     TaskSpec,
     enqueue_args,
     graph_specs,
     make_spec,
+    new_task_id,
     parse_queue,
     parse_task,
     parse_worker,
 )
 from .scripts import Scripts
 from .settings import Settings
+from .stats import role_stats
 from .waiting import AsyncWaiter, SyncWaiter
 
 _BATCH = 1000
@@ -53,6 +57,38 @@ class _Base:
             raise ValueError(f"{len(names)} names for {len(items)} items")
         return [self._spec(role, data, name=names[i] if names else None, what=f"items[{i}]",
                            **options) for i, data in enumerate(items)]
+
+    def _graph_args(self, tasks: Sequence[TaskDef], graph_id: str | None,
+                    ttl: int | None) -> tuple[str, list[TaskSpec], list[Any]]:
+        gid = check_task_id(graph_id) if graph_id is not None else new_task_id()
+        gttl = int(ttl or self.settings.result_ttl)
+        if gttl < 1:
+            raise ValueError(f"graph ttl must be at least 1 second, not {gttl}")
+        specs = graph_specs(self.settings, tasks)
+        for spec in specs:
+            spec.ttl = gttl
+        return gid, specs, enqueue_args(specs, gid, gttl)
+
+    def _cancel_args(self, task_id: str, reason: str | None) -> list[Any]:
+        return [reason or "cancelled", "", check_task_id(task_id)]
+
+    def _queue_rows(self, roles: list[str], replies: list[Any],
+                    alive: list[list[str]]) -> list[QueueInfo]:
+        return [parse_queue(role, _int(replies[3 * i]), _list(replies[3 * i + 1]), alive,
+                            _int(replies[3 * i + 2])) for i, role in enumerate(roles)]
+
+    def _stats(self, roles: list[str], raws: list[Any], now: tuple[int, int],
+               queues: list[QueueInfo], alive: int) -> Stats:
+        minute = now[0] // 60
+        by_role = {q.role: q for q in queues}
+        rows = [role_stats(r, [raw], minute, [by_role[r]] if r in by_role else [])
+                for r, raw in zip(roles, raws)]
+        overall = role_stats("*", raws, minute, [by_role[r] for r in roles if r in by_role])
+        return Stats(overall=overall, roles=rows, coordinators_alive=alive)
+
+    def _alive_count(self, now: tuple[int, int], scores: list[Any]) -> int:
+        limit = self.settings.worker_timeout * 1000
+        return sum(1 for _, score in scores if _redis_ms(now) - score <= limit)
 
     def _batches(self, specs: list[TaskSpec]) -> list[list[Any]]:
         enqueue_args(specs)  # reject duplicate ids across the whole call before writing
@@ -83,11 +119,17 @@ class AsyncClient(_Base):
             await self.redis.aclose()
 
     async def enqueue(self, role: str, data: Any = None, *, name: str | None = None,
-                      task_id: str | None = None, depends_on: Iterable[str] = (),
-                      max_attempts: int | None = None, result_ttl: int | None = None) -> str:
-        """Put one task on ``role``'s queue (or WAITING on ``depends_on``); returns its id."""
+                      task_id: str | None = None, depends_on: Iterable[str | Dep] = (),
+                      on_failure: OnFailure = "cancel", max_attempts: int | None = None,
+                      result_ttl: int | None = None) -> str:
+        """Put one task on ``role``'s queue (or WAITING on ``depends_on``); returns its id.
+
+        ``on_failure`` says what this task does if a prerequisite fails: end
+        CANCELLED (default), ``"run"`` anyway, or ``"ignore"`` it; ``Dep`` sets it per edge.
+        """
         spec = self._spec(role, data, name=name, task_id=task_id, depends_on=depends_on,
-                          max_attempts=max_attempts, result_ttl=result_ttl)
+                          on_failure=on_failure, max_attempts=max_attempts,
+                          result_ttl=result_ttl)
         await self._run_enqueue(enqueue_args([spec]))
         return spec.id
 
@@ -106,11 +148,30 @@ class AsyncClient(_Base):
                 raise_for_script_error(reply)
         return [s.id for s in specs]
 
-    async def enqueue_graph(self, tasks: Sequence[TaskDef]) -> list[str]:
-        """Enqueue tasks of any roles with dependencies among them, all or nothing."""
-        specs = graph_specs(self.settings, tasks)
-        await self._run_enqueue(enqueue_args(specs))
-        return [s.id for s in specs]
+    async def enqueue_graph(self, tasks: Sequence[TaskDef], *, graph_id: str | None = None,
+                            ttl: int | None = None) -> AsyncGraph:
+        """Enqueue tasks of any roles with dependencies among them, all or nothing.
+
+        Returns the graph's handle; its keys expire together ``ttl`` seconds
+        (default ``result_ttl``) after its last task ends.
+        """
+        gid, specs, args = self._graph_args(tasks, graph_id, ttl)
+        await self._run_enqueue(args)
+        return AsyncGraph(self, gid, [s.id for s in specs])
+
+    def graph(self, graph_id: str) -> AsyncGraph:
+        """A handle on a graph enqueued earlier (anywhere)."""
+        return AsyncGraph(self, check_task_id(graph_id))
+
+    async def cancel(self, task_id: str, reason: str | None = None) -> bool:
+        """Cancel a task that is not final (its dependents settle as for a failure).
+
+        Returns False when it was already final. A running handler is not
+        interrupted; its outcome is dropped.
+        """
+        reply = await self.scripts.cancel(keys=[self.keys.base],
+                                          args=self._cancel_args(task_id, reason))
+        return _cancelled(task_id, reply)
 
     async def _run_enqueue(self, args: list[Any]) -> None:
         raise_for_script_error(await self.scripts.enqueue(keys=[self.keys.base], args=args))
@@ -129,16 +190,33 @@ class AsyncClient(_Base):
         return parse_task(task_id, await self.redis.hgetall(self.keys.task(task_id)))
 
     async def queues(self) -> list[QueueInfo]:
-        """Per role: ready and running entries, consumers, live workers."""
+        """Per role: waiting, ready and running tasks, consumers, live workers."""
         roles = sorted(r.decode() for r in await self.redis.smembers(self.keys.roles))
         alive = [w.roles for w in await self.workers() if w.alive]
         async with self.redis.pipeline(transaction=False) as pipe:
             for role in roles:
                 pipe.xlen(self.keys.stream(role))
                 pipe.xinfo_groups(self.keys.stream(role))
+                pipe.scard(self.keys.waiting(role))
             replies = await pipe.execute(raise_on_error=False)
-        return [parse_queue(role, _int(replies[2 * i]), _list(replies[2 * i + 1]), alive)
-                for i, role in enumerate(roles)]
+        return self._queue_rows(roles, replies, alive)
+
+    async def coordinators_alive(self) -> int:
+        """Coordinators whose heartbeat is fresh (statistics move only while one runs)."""
+        now = await self.redis.time()
+        return self._alive_count(now, await self.redis.zrange(
+            self.keys.coordinators, 0, -1, withscores=True))
+
+    async def stats(self, role: str | None = None) -> Stats:
+        """Counts, success rate, retries, wait/run percentiles and throughput, per role."""
+        queues = await self.queues()
+        roles = [role] if role else [q.role for q in queues]
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for r in roles:
+                pipe.hgetall(self.keys.stats(r))
+            pipe.time()
+            *raws, now = await pipe.execute()
+        return self._stats(roles, raws, now, queues, await self.coordinators_alive())
 
     async def workers(self) -> list[WorkerInfo]:
         """Registered workers, with whether their heartbeat is fresh."""
@@ -177,11 +255,17 @@ class Client(_Base):
             self.redis.close()
 
     def enqueue(self, role: str, data: Any = None, *, name: str | None = None,
-                task_id: str | None = None, depends_on: Iterable[str] = (),
-                max_attempts: int | None = None, result_ttl: int | None = None) -> str:
-        """Put one task on ``role``'s queue (or WAITING on ``depends_on``); returns its id."""
+                task_id: str | None = None, depends_on: Iterable[str | Dep] = (),
+                on_failure: OnFailure = "cancel", max_attempts: int | None = None,
+                result_ttl: int | None = None) -> str:
+        """Put one task on ``role``'s queue (or WAITING on ``depends_on``); returns its id.
+
+        ``on_failure`` says what this task does if a prerequisite fails: end
+        CANCELLED (default), ``"run"`` anyway, or ``"ignore"`` it; ``Dep`` sets it per edge.
+        """
         spec = self._spec(role, data, name=name, task_id=task_id, depends_on=depends_on,
-                          max_attempts=max_attempts, result_ttl=result_ttl)
+                          on_failure=on_failure, max_attempts=max_attempts,
+                          result_ttl=result_ttl)
         raise_for_script_error(
             self.scripts.enqueue(keys=[self.keys.base], args=enqueue_args([spec])))
         return spec.id
@@ -200,12 +284,29 @@ class Client(_Base):
                 raise_for_script_error(reply)
         return [s.id for s in specs]
 
-    def enqueue_graph(self, tasks: Sequence[TaskDef]) -> list[str]:
-        """Enqueue tasks of any roles with dependencies among them, all or nothing."""
-        specs = graph_specs(self.settings, tasks)
-        raise_for_script_error(
-            self.scripts.enqueue(keys=[self.keys.base], args=enqueue_args(specs)))
-        return [s.id for s in specs]
+    def enqueue_graph(self, tasks: Sequence[TaskDef], *, graph_id: str | None = None,
+                      ttl: int | None = None) -> Graph:
+        """Enqueue tasks of any roles with dependencies among them, all or nothing.
+
+        Returns the graph's handle; its keys expire together ``ttl`` seconds
+        (default ``result_ttl``) after its last task ends.
+        """
+        gid, specs, args = self._graph_args(tasks, graph_id, ttl)
+        raise_for_script_error(self.scripts.enqueue(keys=[self.keys.base], args=args))
+        return Graph(self, gid, [s.id for s in specs])
+
+    def graph(self, graph_id: str) -> Graph:
+        """A handle on a graph enqueued earlier (anywhere)."""
+        return Graph(self, check_task_id(graph_id))
+
+    def cancel(self, task_id: str, reason: str | None = None) -> bool:
+        """Cancel a task that is not final (its dependents settle as for a failure).
+
+        Returns False when it was already final. A running handler is not
+        interrupted; its outcome is dropped.
+        """
+        reply = self.scripts.cancel(keys=[self.keys.base], args=self._cancel_args(task_id, reason))
+        return _cancelled(task_id, reply)
 
     def wait(self, task_id: str, timeout: float | None = None) -> TaskResult:
         """The task's result once it is final; TaskTimeoutError after ``timeout`` seconds."""
@@ -220,16 +321,33 @@ class Client(_Base):
         return parse_task(task_id, self.redis.hgetall(self.keys.task(task_id)))
 
     def queues(self) -> list[QueueInfo]:
-        """Per role: ready and running entries, consumers, live workers."""
+        """Per role: waiting, ready and running tasks, consumers, live workers."""
         roles = sorted(r.decode() for r in self.redis.smembers(self.keys.roles))
         alive = [w.roles for w in self.workers() if w.alive]
         with self.redis.pipeline(transaction=False) as pipe:
             for role in roles:
                 pipe.xlen(self.keys.stream(role))
                 pipe.xinfo_groups(self.keys.stream(role))
+                pipe.scard(self.keys.waiting(role))
             replies = pipe.execute(raise_on_error=False)
-        return [parse_queue(role, _int(replies[2 * i]), _list(replies[2 * i + 1]), alive)
-                for i, role in enumerate(roles)]
+        return self._queue_rows(roles, replies, alive)
+
+    def coordinators_alive(self) -> int:
+        """Coordinators whose heartbeat is fresh (statistics move only while one runs)."""
+        now = self.redis.time()
+        return self._alive_count(now, self.redis.zrange(self.keys.coordinators, 0, -1,
+                                                        withscores=True))
+
+    def stats(self, role: str | None = None) -> Stats:
+        """Counts, success rate, retries, wait/run percentiles and throughput, per role."""
+        queues = self.queues()
+        roles = [role] if role else [q.role for q in queues]
+        with self.redis.pipeline(transaction=False) as pipe:
+            for r in roles:
+                pipe.hgetall(self.keys.stats(r))
+            pipe.time()
+            *raws, now = pipe.execute()
+        return self._stats(roles, raws, now, queues, self.coordinators_alive())
 
     def workers(self) -> list[WorkerInfo]:
         """Registered workers, with whether their heartbeat is fresh."""
@@ -246,6 +364,16 @@ class Client(_Base):
 
 def _redis_ms(reply: tuple[int, int]) -> float:
     return reply[0] * 1000 + reply[1] / 1000
+
+
+def _cancelled(task_id: str, reply: Any) -> bool:
+    raise_for_script_error(reply)
+    before = reply[2][1] if len(reply) > 2 and len(reply[2]) > 1 else None
+    if before is None:
+        from .errors import UnknownTaskError
+
+        raise UnknownTaskError(f"unknown task {task_id} (never enqueued, or its result expired)")
+    return int(reply[1]) > 0
 
 
 def _int(value: Any) -> int:

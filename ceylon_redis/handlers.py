@@ -66,7 +66,8 @@ class Handler:
 def _request(ctx: TaskContext, data: Any) -> ProcessRequest:
     inner = data.get("data") if isinstance(data, dict) else None
     return ProcessRequest(task_type=ctx.role, data=inner, input_data=data,
-                          dependency_data=ctx.dependency_data or None, task_id=ctx.id,
+                          dependency_data=ctx.dependency_data or None,
+                          failed_dependencies=ctx.failed_dependencies or None, task_id=ctx.id,
                           task_name=ctx.name, attempt=ctx.attempt)
 
 

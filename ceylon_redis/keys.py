@@ -7,13 +7,18 @@ lives in one Redis Cluster slot and every script touches a single slot.
 key                            type    written by           read by
 =============================  ======  ===================  ==================
 ``{P}:task:<id>``              hash    enqueue/start/finish client, worker, CLI
-``{P}:task:<id>:deps``         set     enqueue, finish      finish (release)
+``{P}:task:<id>:deps``         hash    enqueue, finish      finish (release)
 ``{P}:task:<id>:dependents``   set     enqueue              finish (release)
 ``{P}:stream:<role>``          stream  enqueue, finish      worker (group)
+``{P}:waiting:<role>``         set     enqueue, finish      ``queues``, stats
 ``{P}:roles``                  set     enqueue, worker      CLI ``queues``
 ``{P}:workers``                zset    worker heartbeat     recovery, CLI
 ``{P}:worker:<id>``            hash    worker               CLI ``workers``
-``{P}:lock:<chore>``           string  housekeeping         housekeeping
+``{P}:graph:<id>``             hash    enqueue, finish      graph handle, CLI
+``{P}:graph:<id>:tasks``       set     enqueue              graph handle
+``{P}:events``                 stream  finish, cancel       coordinator (group)
+``{P}:stats:<role>``           hash    coordinator          ``stats``
+``{P}:coordinators``           zset    coordinator          ``queues``, ``stats``
 =============================  ======  ===================  ==================
 
 Channels: ``{P}:reply:<client-id>`` carries completions to waiting clients.
@@ -27,6 +32,7 @@ from dataclasses import dataclass
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
 TASK_ID_PATTERN = re.compile(r"^[A-Za-z0-9_.\-]{1,128}$")
 GROUP = "workers"
+COORDINATOR_GROUP = "coordinators"
 
 
 def check_name(kind: str, value: str) -> str:
@@ -88,8 +94,25 @@ class Keys:
     def worker(self, worker_id: str) -> str:
         return f"{self.base}worker:{worker_id}"
 
-    def lock(self, chore: str) -> str:
-        return f"{self.base}lock:{chore}"
+    def waiting(self, role: str) -> str:
+        return f"{self.base}waiting:{role}"
+
+    def graph(self, graph_id: str) -> str:
+        return f"{self.base}graph:{graph_id}"
+
+    def graph_tasks(self, graph_id: str) -> str:
+        return f"{self.base}graph:{graph_id}:tasks"
+
+    @property
+    def events(self) -> str:
+        return f"{self.base}events"
+
+    @property
+    def coordinators(self) -> str:
+        return f"{self.base}coordinators"
+
+    def stats(self, role: str) -> str:
+        return f"{self.base}stats:{role}"
 
     def reply_channel(self, client_id: str) -> str:
         return f"{self.base}reply:{client_id}"

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import datetime as dt
 from enum import Enum
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+OnFailure = Literal["cancel", "run", "ignore"]
+"""What a dependent does when a prerequisite fails or is cancelled: end CANCELLED with
+the reason (the default), run anyway with the failure listed, or ignore that edge."""
 
 
 class TaskStatus(str, Enum):
@@ -57,6 +61,8 @@ class TaskInfo(BaseModel):
     worker: str | None = None
     """The worker that ran (or runs) the latest attempt."""
     depends_on: list[str] = Field(default_factory=list)
+    graph: str | None = None
+    """The graph the task was enqueued in, if any."""
     enqueued_at: dt.datetime | None = None
     started_at: dt.datetime | None = None
     finished_at: dt.datetime | None = None
@@ -104,3 +110,83 @@ class QueueInfo(BaseModel):
     """Entries delivered and not yet acknowledged."""
     consumers: int
     workers_alive: int
+    waiting: int = 0
+    """Tasks of this role waiting for prerequisites."""
+
+
+GraphStatus = Literal["running", "completed", "failed", "cancelled"]
+
+
+class GraphInfo(BaseModel):
+    """A graph of tasks enqueued together: one status and its progress."""
+
+    id: str
+    status: GraphStatus
+    """running until every task is final; then completed when all completed, else
+    failed; cancelled once ``cancel()`` was called (until ``retry_failed()``)."""
+    total: int
+    completed: int = 0
+    failed: int = 0
+    cancelled: int = 0
+    created_at: dt.datetime | None = None
+    finished_at: dt.datetime | None = None
+    ttl: int = 0
+    """Seconds the graph's keys live after its last task ends; they expire together."""
+
+    @property
+    def done(self) -> int:
+        """Tasks that are final."""
+        return self.completed + self.failed + self.cancelled
+
+    @property
+    def progress(self) -> float:
+        """Fraction of tasks final, 0.0 to 1.0."""
+        return self.done / self.total if self.total else 1.0
+
+
+class Percentiles(BaseModel):
+    """Seconds at the 50th, 95th and 99th percentile, and the mean; None without samples."""
+
+    count: int = 0
+    mean: float | None = None
+    p50: float | None = None
+    p95: float | None = None
+    p99: float | None = None
+
+
+class RoleStats(BaseModel):
+    """Statistics of one role (or ``*``, all roles) since the first coordinator started."""
+
+    role: str
+    completed: int = 0
+    failed: int = 0
+    cancelled: int = 0
+    retries: int = 0
+    """Attempts beyond the first, over final tasks (retries and crashes)."""
+    waiting: int = 0
+    queued: int = 0
+    running: int = 0
+    wait: Percentiles = Field(default_factory=Percentiles)
+    """Queue wait: from QUEUED to the start of the attempt that ended the task."""
+    run: Percentiles = Field(default_factory=Percentiles)
+    """Run time of the attempt that ended the task."""
+    throughput: list[int] = Field(default_factory=list)
+    """Tasks finished per minute over the last hour, oldest first (60 items)."""
+
+    @property
+    def finished(self) -> int:
+        return self.completed + self.failed + self.cancelled
+
+    @property
+    def success_rate(self) -> float | None:
+        """Completed over all final tasks (failed and cancelled count against it)."""
+        return self.completed / self.finished if self.finished else None
+
+
+class Stats(BaseModel):
+    """``client.stats()``: per role and overall."""
+
+    overall: RoleStats
+    roles: list[RoleStats]
+    coordinators_alive: int
+    """Coordinators with a fresh heartbeat: statistics move only while one runs."""

@@ -7,7 +7,9 @@ The tutorial's code runs with only its imports changed::
         result = await active.add_and_execute_task(Task(name="t", processor="worker",
                                                         input_data={"data": ...}))
 
-``play()`` runs the given ProcessWorkers (one consumer each) against Redis:
+``play()`` runs the given ProcessWorkers (one consumer each), and a
+coordinator keeping statistics (``coordinator=False`` to leave that to a
+daemon; ``await playground.client.stats()`` reads them), against Redis:
 the URL given, else CEYLON_REDIS_URL / REDIS_URL, else localhost:6379, else an
 embedded in-process Redis. ``port`` is accepted for compatibility and only
 shown in logs: the playground listens on no port, Redis is the meeting point.
@@ -82,13 +84,15 @@ class TaskProcessingPlayground:
 
     def __init__(self, name: str = "task_processor", port: int = 8888, *,
                  url: str | None = None, prefix: str | None = None,
-                 concurrency: int | None = None, settings: Settings | None = None) -> None:
+                 concurrency: int | None = None, settings: Settings | None = None,
+                 coordinator: bool = True) -> None:
         self.name = name
         self.port = port
         self._url = url
         self._prefix = prefix
         self._settings = settings
         self.concurrency = concurrency
+        self.coordinator = coordinator
         self.task_manager = TaskManager()
         self.llm_agents: list[ProcessWorker] = []
         self.client: AsyncClient | None = None
@@ -106,7 +110,8 @@ class TaskProcessingPlayground:
         self.llm_agents = list(workers)
         self.client = AsyncClient(settings=settings, redis=redis_client)
         worker = (Worker(self.llm_agents, concurrency=self.concurrency, settings=settings,
-                         redis_client=redis_client) if self.llm_agents else None)
+                         redis_client=redis_client, coordinator=self.coordinator)
+                  if self.llm_agents else None)
         runner = asyncio.create_task(worker.run()) if worker else None
         if worker is not None and runner is not None:
             ready = asyncio.create_task(worker.ready.wait())
@@ -137,7 +142,9 @@ class TaskProcessingPlayground:
                                    wait_for_completion: bool = True) -> TaskResult | None:
         """Enqueue ``task``; with ``wait_for_completion`` return its result, else None at once."""
         client = self._require_client()
-        (task_id,) = await client.enqueue_graph([task._definition()])
+        d = task._definition()
+        task_id = await client.enqueue(d.role, d.data, name=d.name, task_id=d.id,
+                                       depends_on=d.depends_on, max_attempts=d.max_attempts)
         self.task_manager.add_task(task)
         if not wait_for_completion:
             self._watch(task_id)
@@ -150,10 +157,11 @@ class TaskProcessingPlayground:
         """Enqueue tasks with dependencies among them in one call; wait for every result."""
         client = self._require_client()
         tasks = list(tasks)
-        ids = await client.enqueue_graph([t._definition() for t in tasks])
+        graph = await client.enqueue_graph([t._definition() for t in tasks])
         for t in tasks:
             self.task_manager.add_task(t)
-        results = await client.wait_many(ids)
+        ids = await graph.task_ids()
+        results = await graph.wait()
         for r in results:
             self.task_manager._settle(r)
         return dict(zip(ids, results))

@@ -13,13 +13,16 @@ class ProcessRequest:
     """What a ProcessWorker's ``_processor`` receives.
 
     ``data`` is ``input_data['data']`` (None when absent); ``input_data`` is the
-    whole payload; ``dependency_data`` maps each prerequisite's id to its output.
+    whole payload; ``dependency_data`` maps each completed prerequisite's id to
+    its output; ``failed_dependencies`` maps each failed run-anyway prerequisite
+    to its error.
     """
 
     task_type: str
     data: Any = None
     input_data: Any = None
     dependency_data: dict[str, Any] | None = None
+    failed_dependencies: dict[str, str] | None = None
     id: str = field(default_factory=lambda: uuid.uuid4().hex)
     task_id: str = ""
     task_name: str = ""
@@ -28,7 +31,7 @@ class ProcessRequest:
 
 @dataclass(frozen=True)
 class TaskContext:
-    """The task a handler is running: id, name, role, attempt, prerequisites' outputs."""
+    """The task a handler is running: id, name, role, attempt, prerequisites' outcomes."""
 
     id: str
     role: str
@@ -36,6 +39,9 @@ class TaskContext:
     attempt: int
     worker: str
     dependency_data: dict[str, Any]
+    """Completed prerequisite id -> its output."""
+    failed_dependencies: dict[str, str] = field(default_factory=dict)
+    """Failed or cancelled prerequisite id -> its error (edges with on_failure="run")."""
 
 
 _current: contextvars.ContextVar[TaskContext] = contextvars.ContextVar("ceylon_redis_task")

@@ -6,17 +6,47 @@ import datetime as dt
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, get_args
 
 from .codec import decode, encode
 from .errors import UnknownTaskError, ValidationError
 from .keys import GROUP, check_name, check_task_id
-from .models import QueueInfo, TaskInfo, TaskResult, TaskStatus, WorkerInfo
+from .models import (
+    GraphInfo,
+    OnFailure,
+    QueueInfo,
+    TaskInfo,
+    TaskResult,
+    TaskStatus,
+    WorkerInfo,
+)
 from .settings import Settings
+
+_POLICY_CODES = {"cancel": "c", "run": "r", "ignore": "i"}
 
 
 def new_task_id() -> str:
     return uuid.uuid4().hex
+
+
+@dataclass(frozen=True)
+class Dep:
+    """A prerequisite with its own failure policy: ``depends_on=[Dep(id, "run"), other_id]``.
+
+    ``on_failure``: ``"cancel"`` ends the dependent CANCELLED with the reason,
+    ``"run"`` runs it anyway with the failure in ``failed_dependencies``,
+    ``"ignore"`` runs it as if the edge were not there.
+    """
+
+    task_id: str
+    on_failure: OnFailure = "cancel"
+
+
+def check_policy(value: str) -> OnFailure:
+    if value not in _POLICY_CODES:
+        raise ValidationError(
+            f"invalid on_failure {value!r}: use one of {', '.join(get_args(OnFailure))}")
+    return value  # type: ignore[return-value]
 
 
 @dataclass
@@ -27,18 +57,35 @@ class TaskSpec:
     data: bytes
     id: str
     name: str = ""
-    depends_on: Sequence[str] = ()
+    depends_on: Sequence[tuple[str, OnFailure]] = ()
     max_attempts: int = 1
     ttl: int = 86400
     reply_to: str = ""
 
+    @property
+    def prerequisites(self) -> list[str]:
+        return [d for d, _ in self.depends_on]
+
     def args(self) -> list[Any]:
+        edges = [x for dep, policy in self.depends_on for x in (dep, _POLICY_CODES[policy])]
         return [self.id, self.role, self.name, self.data, self.max_attempts, self.ttl,
-                self.reply_to, len(self.depends_on), *self.depends_on]
+                self.reply_to, len(self.depends_on), *edges]
+
+
+def _edges(depends_on: Iterable[str | Dep], default: OnFailure) -> list[tuple[str, OnFailure]]:
+    check_policy(default)
+    edges: dict[str, OnFailure] = {}
+    for d in [depends_on] if isinstance(depends_on, (str, Dep)) else depends_on:
+        if isinstance(d, Dep):
+            edges[check_task_id(d.task_id)] = check_policy(d.on_failure)
+        else:
+            edges.setdefault(check_task_id(d), default)
+    return list(edges.items())
 
 
 def make_spec(settings: Settings, role: str, data: Any, *, name: str | None = None,
-              task_id: str | None = None, depends_on: Iterable[str] = (),
+              task_id: str | None = None, depends_on: Iterable[str | Dep] = (),
+              on_failure: OnFailure = "cancel",
               max_attempts: int | None = None, result_ttl: int | None = None,
               what: str = "data") -> TaskSpec:
     """Validate and encode one task; raises ValidationError/EncodeError naming the problem."""
@@ -49,7 +96,7 @@ def make_spec(settings: Settings, role: str, data: Any, *, name: str | None = No
         raise ValidationError(
             f"payload of task {tid} is {len(payload)} bytes, over the limit of "
             f"{settings.max_payload_bytes} (Settings.max_payload_bytes)")
-    deps = [check_task_id(d) for d in dict.fromkeys(depends_on)]
+    deps = _edges(depends_on, on_failure)
     attempts = settings.max_attempts if max_attempts is None else int(max_attempts)
     if attempts < 1:
         raise ValidationError(f"max_attempts must be at least 1, not {attempts}")
@@ -68,8 +115,10 @@ class TaskDef:
     data: Any = None
     id: str | None = None
     name: str | None = None
-    depends_on: Sequence[str] = ()
+    depends_on: Sequence[str | Dep] = ()
     max_attempts: int | None = None
+    on_failure: OnFailure = "cancel"
+    """Policy of this task's edges that are plain ids (a Dep brings its own)."""
 
 
 def graph_specs(settings: Settings, tasks: Sequence[TaskDef]) -> list[TaskSpec]:
@@ -77,15 +126,17 @@ def graph_specs(settings: Settings, tasks: Sequence[TaskDef]) -> list[TaskSpec]:
     from .graph import check_acyclic
 
     specs = [make_spec(settings, t.role, t.data, name=t.name, task_id=t.id,
-                       depends_on=t.depends_on, max_attempts=t.max_attempts) for t in tasks]
-    check_acyclic({s.id: list(s.depends_on) for s in specs})
+                       depends_on=t.depends_on, max_attempts=t.max_attempts,
+                       on_failure=t.on_failure, what=f"tasks[{i}].data")
+             for i, t in enumerate(tasks)]
+    check_acyclic({s.id: s.prerequisites for s in specs})
     return specs
 
 
-def enqueue_args(specs: Sequence[TaskSpec]) -> list[Any]:
-    """ARGV of the enqueue script for these tasks."""
+def enqueue_args(specs: Sequence[TaskSpec], graph_id: str = "", graph_ttl: int = 0) -> list[Any]:
+    """ARGV of the enqueue script for these tasks (as one graph when ``graph_id`` is set)."""
     seen: set[str] = set()
-    args: list[Any] = [len(specs)]
+    args: list[Any] = [graph_id, graph_ttl, len(specs)]
     for spec in specs:
         if spec.id in seen:
             raise ValidationError(f"task id {spec.id} appears twice in one call")
@@ -134,6 +185,7 @@ def parse_task(task_id: str, raw: Mapping[bytes, bytes]) -> TaskInfo:
         max_attempts=int(f.get("max_attempts") or 1),
         worker=_text(f["worker"]) if f.get("worker") else None,
         depends_on=_text(f.get("depends_on", b"")).split(),
+        graph=_text(f["graph"]) if f.get("graph") else None,
         enqueued_at=_time(f.get("enqueued_at")), started_at=_time(f.get("started_at")),
         finished_at=_time(f.get("finished_at")), data=_decode_or_none(f.get("data")),
         result=result, error=error)
@@ -157,15 +209,16 @@ def parse_watch(task_id: str, reply: Sequence[Any]) -> TaskResult | None:
     return result_from_fields(task_id, status, reply[1], _text(reply[2]) if reply[2] else None)
 
 
-def parse_queue(role: str, xlen: int, groups: Any, alive_roles: list[list[str]]) -> QueueInfo:
-    """One role's QueueInfo from XLEN, XINFO GROUPS and the live workers' roles."""
+def parse_queue(role: str, xlen: int, groups: Any, alive_roles: list[list[str]],
+                waiting: int = 0) -> QueueInfo:
+    """One role's QueueInfo from XLEN, XINFO GROUPS, the live workers' roles, SCARD waiting."""
     pending = consumers = 0
     for group in groups or []:
         g = {_text(k): v for k, v in group.items()} if isinstance(group, dict) else {}
         if _text(g.get("name", b"")) == GROUP:
             pending, consumers = int(g.get("pending", 0)), int(g.get("consumers", 0))
     return QueueInfo(role=role, ready=max(0, xlen - pending), running=pending,
-                     consumers=consumers,
+                     consumers=consumers, waiting=waiting,
                      workers_alive=sum(1 for roles in alive_roles if role in roles))
 
 
@@ -178,3 +231,45 @@ def parse_worker(worker_id: str, raw: Mapping[bytes, bytes], heartbeat_ms: float
         started_at=_time(f.get("started_at")),
         heartbeat_at=dt.datetime.fromtimestamp(heartbeat_ms / 1000, tz=dt.timezone.utc),
         alive=alive)
+
+
+def parse_graph(graph_id: str, raw: Mapping[bytes, bytes]) -> GraphInfo:
+    """A GraphInfo from the graph hash; UnknownTaskError when it is gone."""
+    if not raw:
+        raise UnknownTaskError(f"unknown graph {graph_id} (never enqueued, or it expired)")
+    f = {_text(k): _text(v) for k, v in raw.items()}
+    total, completed = int(f.get("total") or 0), int(f.get("completed") or 0)
+    failed, cancelled = int(f.get("failed") or 0), int(f.get("cancelled") or 0)
+    if f.get("cancelled_at"):
+        status = "cancelled"
+    elif completed + failed + cancelled < total:
+        status = "running"
+    else:
+        status = "completed" if completed == total else "failed"
+    return GraphInfo(id=graph_id, status=status, total=total, completed=completed,  # type: ignore[arg-type]
+                     failed=failed, cancelled=cancelled, created_at=_time(f.get("created_at")),
+                     finished_at=_time(f.get("finished_at")), ttl=int(f.get("ttl") or 0))
+
+
+@dataclass(frozen=True)
+class Started:
+    """One item of the start script's reply: run it, or (attempt 0) skip it with a reason."""
+
+    task_id: str
+    attempt: int
+    name: str = ""
+    data: bytes = b""
+    outputs: dict[str, bytes] | None = None
+    failed: dict[str, str] | None = None
+    reason: str = ""
+
+
+def parse_started(item: Sequence[Any]) -> Started:
+    tid, attempt = _text(item[0]), int(item[1])
+    if attempt == 0:
+        return Started(tid, 0, reason=_text(item[2]))
+    n_failed = int(item[4])
+    cut = 5 + 2 * n_failed
+    failed = {_text(item[i]): _text(item[i + 1]) for i in range(5, cut, 2)}
+    outputs = {_text(item[i]): item[i + 1] for i in range(cut, len(item), 2)}
+    return Started(tid, attempt, _text(item[2]), item[3], outputs, failed)

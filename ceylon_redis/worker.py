@@ -26,9 +26,11 @@ from loguru import logger
 
 from .codec import decode
 from .connection import async_redis
+from .coordinator import Coordinator
 from .handlers import Handler, Outcome, handlers_from
 from .keys import GROUP, Keys
 from .process import TaskContext
+from .protocol import parse_started
 from .scripts import Scripts
 from .settings import Settings, redact_url
 
@@ -71,7 +73,7 @@ class Worker:
                  concurrency: int | None = None,
                  url: str | None = None, prefix: str | None = None,
                  settings: Settings | None = None, redis_client: Any = None,
-                 grace: float = 30.0, reap: bool = True) -> None:
+                 grace: float = 30.0, reap: bool = True, coordinator: bool = False) -> None:
         self.settings = settings or Settings.from_env(url=url, prefix=prefix)
         self.keys = Keys(self.settings.prefix)
         self.redis: Any = (redis_client if redis_client is not None
@@ -87,6 +89,9 @@ class Worker:
             for h in handlers_from(handlers, role)]
         self.grace = grace
         self.reap = reap
+        self.coordinator = (Coordinator(settings=self.settings, redis_client=self.redis)
+                            if coordinator else None)
+        """The coordinator this daemon also runs (``--coordinator``), if any."""
         self._executor = ThreadPoolExecutor(max_workers=max(4, sum(c.concurrency
                                                                    for c in self.consumers)),
                                             thread_name_prefix="ceylon-redis-sync")
@@ -114,6 +119,10 @@ class Worker:
         for c in self.consumers:
             logger.info("worker {} started: role={} concurrency={} redis={}", c.id, c.role,
                         c.concurrency, redact_url(self.settings.url))
+        coordinating = (asyncio.create_task(self.coordinator.run(), name="ceylon-redis-coordinator")
+                        if self.coordinator else None)
+        if self.coordinator is not None:
+            await self.coordinator.ready.wait()
         self.ready.set()
         finisher = asyncio.create_task(self._finisher(), name="ceylon-redis-finisher")
         beat = asyncio.create_task(self._heartbeat_loop(), name="ceylon-redis-heartbeat")
@@ -130,6 +139,9 @@ class Worker:
             beat.cancel()
             await asyncio.gather(finisher, beat, return_exceptions=True)
             await self._give_back_and_deregister()
+            if self.coordinator is not None and coordinating is not None:
+                self.coordinator.stop()
+                await coordinating
             self._executor.shutdown(wait=False, cancel_futures=True)
             if self._owns_redis:
                 await self.redis.aclose()
@@ -209,22 +221,22 @@ class Worker:
             return  # the entries stay pending for us and are given back at exit or by the reaper
         for (entry_id, _), item in zip(entries, items):
             entry = entry_id.decode()
-            tid = item[0].decode()
-            attempt = int(item[1])
+            started = parse_started(item)
+            tid, attempt = started.task_id, started.attempt
             if attempt == 0:
-                logger.warning("worker {}: skipped entry {}: {}", c.id, entry, item[2].decode())
+                logger.warning("worker {}: skipped entry {}: {}", c.id, entry, started.reason)
                 continue
             try:
-                deps = {item[i].decode(): decode(item[i + 1]) if item[i + 1] else None
-                        for i in range(4, len(item), 2)}
-                data = decode(item[3]) if item[3] else None
+                deps = {k: decode(v) if v else None for k, v in (started.outputs or {}).items()}
+                data = decode(started.data) if started.data else None
             except Exception as exc:  # bad data fails its task, not the worker
                 logger.error("worker {}: task {} has undecodable data: {}", c.id, tid, exc)
                 await self._done.put(_Done(c, tid, entry, attempt, Outcome(
                     "FAILED", b"", f"undecodable task data: {exc}", retryable=False)))
                 continue
-            ctx = TaskContext(id=tid, role=c.role, name=item[2].decode(), attempt=attempt,
-                              worker=c.id, dependency_data=deps)
+            ctx = TaskContext(id=tid, role=c.role, name=started.name, attempt=attempt,
+                              worker=c.id, dependency_data=deps,
+                              failed_dependencies=started.failed or {})
             c.inflight[entry] = asyncio.create_task(self._run(c, ctx, entry, data))
 
     async def _run(self, c: _Consumer, ctx: TaskContext, entry: str, data: Any) -> None:

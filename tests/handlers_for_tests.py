@@ -136,3 +136,17 @@ class Failer(ProcessWorker):
 
 # One daemon serving two roles: ``worker tests.handlers_for_tests:PROCESSORS``.
 PROCESSORS = [Doubler("doubler", "dbl"), Failer("failer", "bad")]
+
+
+async def node(data: Any) -> Any:
+    """A DAG node: counts its runs, fails when ``data['fail']``, else returns its value plus
+    the sum of its completed prerequisites' sums, and which prerequisites failed."""
+    ctx = current_task()
+    await _aredis().incr(_base() + "runs:" + ctx.id)
+    data = data or {}
+    await asyncio.sleep(_sleep_of(data))
+    if data.get("fail"):
+        raise RuntimeError(f"node {ctx.id} told to fail")
+    total = int(data.get("value", 1)) + sum(
+        int(out["sum"]) for out in ctx.dependency_data.values() if isinstance(out, dict))
+    return {"sum": total, "failed": sorted(ctx.failed_dependencies)}

@@ -201,12 +201,15 @@ def test_queues_json_and_text(env: dict[str, str], client: Client) -> None:
 
     proc = cli(env, "queues", "--json")
     assert proc.returncode == 0, proc.stderr
-    assert json.loads(proc.stdout) == [
-        {"role": "q1", "ready": 2, "running": 0, "consumers": 0, "workers_alive": 0}]
+    assert json.loads(proc.stdout) == {"queues": [
+        {"role": "q1", "waiting": 0, "ready": 2, "running": 0, "consumers": 0,
+         "workers_alive": 0}], "coordinators_alive": 0}
 
+    client.enqueue("q1", 3, depends_on=client.enqueue_many("q1", [4]))
     text = invoke(env, "queues").stdout
-    assert re.search(r"^q1\s+2\s+0\s+0\s+0$", text, re.MULTILINE), text
-    assert "2 tasks wait for role 'q1', and no worker of it is alive" in text
+    assert re.search(r"^q1\s+1\s+3\s+0\s+0\s+0$", text, re.MULTILINE), text
+    assert "3 tasks wait for role 'q1', and no worker of it is alive" in text
+    assert "no coordinator alive" in text and "1 waiting tasks" in text
 
 
 def test_workers_lists_a_running_daemon(

@@ -296,11 +296,12 @@ async def test_dependency_outputs_reach_current_task(client: AsyncClient,
         seen[ctx.id] = dict(ctx.dependency_data)
         return {"from": ctx.id, "data": data}
 
-    ids = await client.enqueue_graph([
+    graph = await client.enqueue_graph([
         TaskDef("role", data="x", id="first"),
         TaskDef("role", data="y", id="second"),
         TaskDef("role", data="z", id="last", depends_on=["first", "second"]),
     ])
+    ids = await graph.task_ids()
     assert ids == ["first", "second", "last"]
     assert (await client.get("last")).status is TaskStatus.WAITING
     async with run_worker(handler):
@@ -322,8 +323,9 @@ async def test_failed_prerequisite_cancels_the_dependent(client: AsyncClient,
             raise RuntimeError("nope")
         return data
 
-    ids = await client.enqueue_graph([TaskDef("role", data="fail", id="p"),
-                                      TaskDef("role", data="ok", id="c", depends_on=["p"])])
+    graph = await client.enqueue_graph([TaskDef("role", data="fail", id="p"),
+                                        TaskDef("role", data="ok", id="c", depends_on=["p"])])
+    ids = await graph.task_ids()
     async with run_worker(handler):
         p, c = await client.wait_many(ids, timeout=5)
     assert ran == ["p"]
@@ -345,11 +347,12 @@ class Summer(ProcessWorker):
 
 async def test_process_worker_gets_dependency_data(client: AsyncClient, run_worker: Any) -> None:
     pw = Summer("summer", "sum")
-    ids = await client.enqueue_graph([
+    graph = await client.enqueue_graph([
         TaskDef("sum", data={"data": 1}, id="one", name="n1"),
         TaskDef("sum", data={"data": 2}, id="two"),
         TaskDef("sum", data={"data": 10, "extra": True}, id="total", depends_on=["one", "two"]),
     ])
+    ids = await graph.task_ids()
     async with run_worker(pw, role=None):
         results = await client.wait_many(ids, timeout=5)
     assert [r.output for r in results] == [1, 2, 13]
@@ -543,7 +546,7 @@ async def test_sync_client_against_the_async_worker(
             assert info.name == "n3" and info.attempt == 1 and info.worker
             graph = client.enqueue_graph([TaskDef("role", 1, id="g1"),
                                           TaskDef("role", 2, id="g2", depends_on=["g1"])])
-            assert [r.output for r in await asyncio.to_thread(client.wait_many, graph, 5)] == [
+            assert [r.output for r in await asyncio.to_thread(graph.wait, 5)] == [
                 {"echo": 1}, {"echo": 2}]
         # finished before this wait began: still returned
         assert client.wait(tid, timeout=2).output == {"echo": [1, 2]}

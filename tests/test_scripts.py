@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import fakeredis
 import pytest
 import redis
 
+import ceylon_redis.scripts as scripts_pkg
 from ceylon_redis.codec import decode, encode
 from ceylon_redis.keys import GROUP, Keys
 from ceylon_redis.protocol import enqueue_args, make_spec, parse_notification
@@ -119,7 +121,9 @@ def test_includes_are_spliced_in() -> None:
     for name in NAMES:
         text = source(name)
         assert "--!include" not in text
-        assert "local function task_key" in text
+        raw = (Path(scripts_pkg.__file__).parent / f"{name}.lua").read_text()
+        if "--!include common.lua" in raw:
+            assert "local function task_key" in text
 
 
 # --- enqueue -------------------------------------------------------------------------------
@@ -169,7 +173,7 @@ def test_enqueue_duplicate_id_writes_nothing(env: Env) -> None:
 def test_enqueue_same_id_twice_in_one_call_is_invalid(env: Env) -> None:
     specs = [make_spec(env.settings, "role", 1, task_id="x"),
              make_spec(env.settings, "role", 2, task_id="x")]
-    args = [2, *specs[0].args(), *specs[1].args()]  # past enqueue_args' own check
+    args = ["", 0, 2, *specs[0].args(), *specs[1].args()]  # past enqueue_args' own check
     reply = env.run("enqueue", args)
     assert reply[:2] == [b"ERR", b"INVALID"]
     assert env.r.dbsize() == 0
@@ -221,7 +225,7 @@ def test_enqueue_with_prerequisites_waits(env: Env) -> None:
     assert env.h("b")["depends_on"] == "a"
     assert env.h("c")["depends_on"] == "b later"
     assert "entry" not in env.h("b")
-    assert env.r.smembers(env.k.deps("c")) == {b"b", b"later"}
+    assert env.r.hgetall(env.k.deps("c")) == {b"b": b"c", b"later": b"c"}
     assert env.r.smembers(env.k.dependents("a")) == {b"b"}
     assert env.r.smembers(env.k.dependents("later")) == {b"c"}
     assert [f[b"id"] for _, f in env.entries()] == [b"a", b"later"]
@@ -243,7 +247,8 @@ def test_start_marks_running_and_counts_the_attempt(env: Env) -> None:
     pairs = env.read("c1")
     items = env.start("c1", pairs)
     assert len(items) == 1
-    tid, attempt, name, data = items[0]
+    tid, attempt, name, data, failed = items[0]
+    assert failed == 0
     assert (tid, attempt, name) == (b"t1", 1, b"nm")
     assert decode(data) == {"k": "v"}
     h = env.h("t1")
@@ -330,7 +335,8 @@ def test_start_returns_prerequisites_outputs(env: Env) -> None:
     pairs = env.read("c1")
     (item,) = env.start("c1", pairs)
     assert item[:2] == [b"c", 1]
-    deps = dict(zip(item[4::2], item[5::2]))
+    assert item[4] == 0  # no failed prerequisites
+    deps = dict(zip(item[5::2], item[6::2]))
     assert decode(deps[b"a"]) == {"from": "a"}
     assert deps[b"b"] == b""
 
@@ -405,7 +411,7 @@ def test_dependent_waits_for_all_prerequisites(env: Env) -> None:
     taken = env.take("c1")
     env.finish("c1", ("a", *taken["a"], "COMPLETED", "", "", False))
     assert env.h("c")["status"] == "WAITING"
-    assert env.r.smembers(env.k.deps("c")) == {b"b"}
+    assert env.r.hkeys(env.k.deps("c")) == [b"b"]
     env.finish("c1", ("b", *taken["b"], "COMPLETED", "", "", False))
     assert env.h("c")["status"] == "QUEUED"
     assert [f[b"id"] for _, f in env.entries()] == [b"c"]

@@ -40,7 +40,8 @@ from ceylon_redis.settings import DEFAULT_PREFIX, DEFAULT_URL, redact_url
 def all_keys(k: Keys) -> list[str]:
     return [
         k.base, k.task("t1"), k.deps("t1"), k.dependents("t1"), k.stream("role"), k.roles,
-        k.workers, k.worker("w1"), k.lock("reap"), k.reply_channel("c1"),
+        k.workers, k.worker("w1"), k.waiting("role"), k.graph("g1"), k.graph_tasks("g1"),
+        k.events, k.coordinators, k.stats("role"), k.reply_channel("c1"),
     ]
 
 
@@ -64,7 +65,10 @@ def test_key_names_are_the_documented_ones() -> None:
     assert k.roles == "{p}:roles"
     assert k.workers == "{p}:workers"
     assert k.worker("w") == "{p}:worker:w"
-    assert k.lock("reap") == "{p}:lock:reap"
+    assert k.waiting("r") == "{p}:waiting:r"
+    assert k.graph("g") == "{p}:graph:g" and k.graph_tasks("g") == "{p}:graph:g:tasks"
+    assert (k.events, k.coordinators, k.stats("r")) == ("{p}:events", "{p}:coordinators",
+                                                        "{p}:stats:r")
     assert k.reply_channel("c") == "{p}:reply:c"
 
 
@@ -294,9 +298,10 @@ def test_make_spec_encodes_and_fills_defaults() -> None:
     spec = make_spec(s, "role", {"x": 1}, depends_on=["d1", "d2", "d1"])
     assert decode(spec.data) == {"x": 1}
     assert len(spec.id) == 32
-    assert list(spec.depends_on) == ["d1", "d2"]
+    assert spec.prerequisites == ["d1", "d2"]
+    assert list(spec.depends_on) == [("d1", "cancel"), ("d2", "cancel")]
     assert (spec.max_attempts, spec.ttl, spec.name) == (2, 99, "")
-    assert spec.args() == [spec.id, "role", "", spec.data, 2, 99, "", 2, "d1", "d2"]
+    assert spec.args() == [spec.id, "role", "", spec.data, 2, 99, "", 2, "d1", "c", "d2", "c"]
     other = make_spec(s, "role", None, name="n", task_id="given", max_attempts=5, result_ttl=7)
     assert (other.id, other.name, other.max_attempts, other.ttl) == ("given", "n", 5, 7)
 
@@ -343,8 +348,8 @@ def test_enqueue_args_rejects_duplicate_ids() -> None:
         enqueue_args([a, b])
     c = make_spec(s, "r", 3, task_id="other")
     args = enqueue_args([a, c])
-    assert args[0] == 2
-    assert args[1:] == [*a.args(), *c.args()]
+    assert args[:3] == ["", 0, 2]
+    assert args[3:] == [*a.args(), *c.args()]
 
 
 def test_graph_specs_rejects_a_cycle_naming_it() -> None:
@@ -449,15 +454,24 @@ def test_final_states() -> None:
 
 PUBLIC_API = [
     "AsyncClient",
+    "AsyncGraph",
     "CeylonRedisError",
     "Client",
+    "Coordinator",
+    "Dep",
     "DependencyError",
     "EncodeError",
+    "Graph",
+    "GraphInfo",
+    "OnFailure",
+    "Percentiles",
     "ProcessRequest",
     "ProcessWorker",
     "QueueInfo",
     "Record",
+    "RoleStats",
     "Settings",
+    "Stats",
     "Task",
     "TaskContext",
     "TaskDef",

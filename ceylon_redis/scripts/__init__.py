@@ -15,7 +15,8 @@ from importlib import resources
 from typing import Any
 
 _INCLUDE = re.compile(r"^--!include (\S+)$", re.MULTILINE)
-NAMES = ("enqueue", "start", "finish", "requeue", "reap", "heartbeat", "watch")
+NAMES = ("enqueue", "start", "finish", "requeue", "reap", "heartbeat", "watch", "cancel",
+         "graph_retry", "stats")
 
 
 @functools.cache
@@ -37,6 +38,9 @@ class Scripts:
     reap: Any
     heartbeat: Any
     watch: Any
+    cancel: Any
+    graph_retry: Any
+    stats: Any
 
     @classmethod
     def register(cls, redis: Any) -> Scripts:

@@ -1,25 +1,33 @@
--- enqueue: create tasks; queue those whose prerequisites are all complete.
+-- enqueue: create tasks; queue those whose prerequisites are all settled.
 --
 -- KEYS[1]  namespace base "{prefix}:"
--- ARGV[1]  number of tasks N, then for each task, in order:
+-- ARGV[1]  graph id ('' for none), ARGV[2] the graph's TTL in seconds,
+-- ARGV[3]  number of tasks N, then for each task, in order:
 --          id, role, name, data (msgpack), max_attempts, ttl, reply_to,
---          D (number of prerequisites), prerequisite ids x D
+--          D (number of prerequisites), then D pairs: prerequisite id, policy
+--          (c = cancel this task if it fails, r = run anyway, i = ignore the edge)
 --          A prerequisite may be a task earlier or later in the same call.
 -- Returns  {'OK', queued, waiting}
 --          {'ERR', 'EXISTS'|'UNKNOWN'|'DEPENDENCY'|'INVALID', detail}; nothing written
 --!include common.lua
 
-local base = KEYS[1]
-local n = tonumber(ARGV[1])
+local base, gid, gttl = KEYS[1], ARGV[1], ARGV[2]
+local n = tonumber(ARGV[3])
 local tasks, in_batch = {}, {}
-local i = 2
+local i = 4
 for t = 1, n do
   local task = {id = ARGV[i], role = ARGV[i + 1], name = ARGV[i + 2], data = ARGV[i + 3],
                 max_attempts = ARGV[i + 4], ttl = ARGV[i + 5], reply_to = ARGV[i + 6]}
   local d = tonumber(ARGV[i + 7])
-  task.deps = {}
-  for k = 1, d do task.deps[k] = ARGV[i + 7 + k] end
-  i = i + 8 + d
+  task.deps, task.policy = {}, {}
+  for k = 1, d do
+    local dep, policy = ARGV[i + 6 + 2 * k], ARGV[i + 7 + 2 * k]
+    if policy ~= 'c' and policy ~= 'r' and policy ~= 'i' then
+      return {'ERR', 'INVALID', 'unknown failure policy ' .. policy .. ' on ' .. dep}
+    end
+    task.deps[k], task.policy[dep] = dep, policy
+  end
+  i = i + 8 + 2 * d
   if in_batch[task.id] then
     return {'ERR', 'INVALID', 'task id ' .. task.id .. ' appears twice in one call'}
   end
@@ -28,11 +36,14 @@ for t = 1, n do
 end
 
 -- Validate everything before writing anything.
+if gid ~= '' and redis.call('EXISTS', graph_key(base, gid)) == 1 then
+  return {'ERR', 'EXISTS', 'graph ' .. gid .. ' already exists'}
+end
 for _, task in ipairs(tasks) do
   if redis.call('EXISTS', task_key(base, task.id)) == 1 then
     return {'ERR', 'EXISTS', 'task ' .. task.id .. ' already exists'}
   end
-  task.pending = {}
+  task.pending, task.failed = {}, {}
   for _, dep in ipairs(task.deps) do
     if dep == task.id then
       return {'ERR', 'DEPENDENCY', 'task ' .. task.id .. ' depends on itself'}
@@ -45,8 +56,12 @@ for _, task in ipairs(tasks) do
         return {'ERR', 'UNKNOWN', 'prerequisite ' .. dep .. ' of task ' .. task.id ..
                 ' does not exist (never enqueued, or its result expired)'}
       elseif st == 'FAILED' or st == 'CANCELLED' then
-        return {'ERR', 'DEPENDENCY', 'prerequisite ' .. dep .. ' of task ' .. task.id ..
-                ' is ' .. st}
+        if task.policy[dep] == 'c' then
+          return {'ERR', 'DEPENDENCY', 'prerequisite ' .. dep .. ' of task ' .. task.id ..
+                  ' is ' .. st}
+        elseif task.policy[dep] == 'r' then
+          table.insert(task.failed, dep)
+        end
       elseif st ~= 'COMPLETED' then
         table.insert(task.pending, dep)
       end
@@ -56,21 +71,36 @@ end
 
 local now = now_str()
 local queued, waiting = 0, 0
+if gid ~= '' then
+  redis.call('HSET', graph_key(base, gid), 'total', n, 'created_at', now, 'ttl', gttl)
+end
 for _, task in ipairs(tasks) do
   local hkey = task_key(base, task.id)
   redis.call('HSET', hkey, 'role', task.role, 'name', task.name, 'data', task.data,
              'attempt', 0, 'max_attempts', task.max_attempts, 'ttl', task.ttl,
              'enqueued_at', now)
   if task.reply_to ~= '' then redis.call('HSET', hkey, 'reply_to', task.reply_to) end
-  if #task.deps > 0 then redis.call('HSET', hkey, 'depends_on', table.concat(task.deps, ' ')) end
+  if #task.deps > 0 then
+    redis.call('HSET', hkey, 'depends_on', table.concat(task.deps, ' '))
+    local soft = {}
+    for _, dep in ipairs(task.deps) do
+      if task.policy[dep] ~= 'c' then table.insert(soft, dep .. '=' .. task.policy[dep]) end
+    end
+    if #soft > 0 then redis.call('HSET', hkey, 'dep_policy', table.concat(soft, ' ')) end
+  end
+  if #task.failed > 0 then redis.call('HSET', hkey, 'failed_deps', table.concat(task.failed, ' ')) end
+  if gid ~= '' then
+    redis.call('HSET', hkey, 'graph', gid)
+    redis.call('SADD', graph_key(base, gid) .. ':tasks', task.id)
+  end
   redis.call('SADD', base .. 'roles', task.role)
   if #task.pending == 0 then
     push_ready(base, task.id, hkey, task.role)
     queued = queued + 1
   else
-    redis.call('HSET', hkey, 'status', 'WAITING')
-    sadd_many(hkey .. ':deps', task.pending)
+    park(base, task.id, hkey, task.role)
     for _, dep in ipairs(task.pending) do
+      redis.call('HSET', hkey .. ':deps', dep, task.policy[dep])
       redis.call('SADD', task_key(base, dep) .. ':dependents', task.id)
     end
     waiting = waiting + 1

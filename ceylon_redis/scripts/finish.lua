@@ -6,7 +6,8 @@
 --          retryable ('1' when the failure may be retried: attempts lost to
 --          crashed workers do not count against max_attempts)
 -- Returns  {refused task ids...}: attempts that no longer own their task
---          (reclaimed after the worker was presumed dead, or cancelled);
+--          (reclaimed after the worker was presumed dead); the outcome of an
+--          attempt whose task was cancelled while it ran is dropped quietly;
 --          nothing of theirs is written, and an entry is acked only by the
 --          consumer it is pending for.
 --!include common.lua
@@ -30,7 +31,9 @@ for i = 3, #ARGV, 7 do
     redis.call('XACK', stream, GROUP, entry)
     redis.call('XDEL', stream, entry)
   end
-  if not mine or not current or cur[2] ~= attempt or cur[3] ~= consumer then
+  if cur[1] == 'CANCELLED' and cur[2] == attempt and cur[3] == consumer then
+    -- cancelled while it ran: the outcome is dropped, as cancel promised
+  elseif not mine or not current or cur[2] ~= attempt or cur[3] ~= consumer then
     redis.call('HINCRBY', base .. 'counters', 'fenced', 1)
     table.insert(refused, tid)
   elseif status == 'FAILED' and retryable == '1'
@@ -38,7 +41,7 @@ for i = 3, #ARGV, 7 do
     redis.call('HSET', hkey, 'error', err)
     push_ready(base, tid, hkey, role)
   else
-    finalize(base, tid, status, output, err, now)
+    finalize(base, tid, status, output, err, now, true)
   end
 end
 return refused

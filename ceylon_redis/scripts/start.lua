@@ -4,8 +4,10 @@
 -- ARGV[1]  role, ARGV[2] consumer (worker id), then pairs: entry id, task id
 --          (task id '' for an entry without one)
 -- Returns  one item per pair, in order:
---          {task id, attempt, name, data, dep id 1, dep output 1, ...}  run it
+--          {task id, attempt, name, data, F, F pairs (failed prerequisite, its
+--           error), then pairs (completed prerequisite, its output)}   run it
 --          {task id, 0, reason}                                       skip it
+--          The failed prerequisites are those of run-anyway edges.
 -- An entry whose task is gone, not QUEUED, or queued under another entry is
 -- acknowledged and deleted; a malformed one is also dead-lettered.
 --!include common.lua
@@ -35,7 +37,8 @@ for i = 3, #ARGV, 2 do
     table.insert(out, drop(entry, tid, 'malformed entry: no id field', true))
   else
     local hkey = task_key(base, tid)
-    local fields = redis.call('HMGET', hkey, 'status', 'entry', 'name', 'data', 'depends_on')
+    local fields = redis.call('HMGET', hkey, 'status', 'entry', 'name', 'data', 'depends_on',
+                              'failed_deps')
     local status = fields[1]
     if not status then
       table.insert(out, drop(entry, tid, 'entry names unknown task ' .. tid, true))
@@ -44,12 +47,17 @@ for i = 3, #ARGV, 2 do
     else
       local attempt = redis.call('HINCRBY', hkey, 'attempt', 1)
       redis.call('HSET', hkey, 'status', 'RUNNING', 'worker', consumer, 'started_at', now)
-      local item = {tid, attempt, fields[3] or '', fields[4] or ''}
-      if fields[5] then
-        for dep in string.gmatch(fields[5], '%S+') do
-          local dep_out = redis.call('HGET', task_key(base, dep), 'output')
+      local item = {tid, attempt, fields[3] or '', fields[4] or '', 0}
+      for dep in string.gmatch(fields[6] or '', '%S+') do
+        item[5] = item[5] + 1
+        table.insert(item, dep)
+        table.insert(item, redis.call('HGET', task_key(base, dep), 'error') or '')
+      end
+      for dep in string.gmatch(fields[5] or '', '%S+') do
+        local d = redis.call('HMGET', task_key(base, dep), 'status', 'output')
+        if d[1] == 'COMPLETED' or not d[1] then
           table.insert(item, dep)
-          table.insert(item, dep_out or '')
+          table.insert(item, d[2] or '')
         end
       end
       table.insert(out, item)

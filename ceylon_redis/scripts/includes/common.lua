@@ -3,6 +3,7 @@
 -- script only ever touches the one Cluster slot its hash tag names.
 
 local GROUP = 'workers'
+local EVENTS_MAXLEN = 1000000
 
 local function now_str()
   local t = redis.call('TIME')
@@ -23,17 +24,25 @@ end
 
 local function task_key(base, id) return base .. 'task:' .. id end
 local function stream_key(base, role) return base .. 'stream:' .. role end
+local function waiting_key(base, role) return base .. 'waiting:' .. role end
+local function graph_key(base, gid) return base .. 'graph:' .. gid end
 
 -- Put a task on its role stream (status QUEUED); returns the entry id.
 local function push_ready(base, id, hkey, role)
   local entry = redis.call('XADD', stream_key(base, role), '*', 'id', id)
-  redis.call('HSET', hkey, 'status', 'QUEUED', 'entry', entry)
+  redis.call('HSET', hkey, 'status', 'QUEUED', 'entry', entry, 'queued_at', now_str())
+  redis.call('SREM', waiting_key(base, role), id)
   return entry
 end
 
+-- Park a task until its prerequisites settle (status WAITING).
+local function park(base, id, hkey, role)
+  redis.call('HSET', hkey, 'status', 'WAITING')
+  redis.call('SADD', waiting_key(base, role), id)
+end
+
 -- Tell every client waiting on this task how it ended.
-local function notify(hkey, id, status, err, output)
-  local reply = redis.call('HGET', hkey, 'reply_to')
+local function notify(hkey, id, status, err, output, reply)
   if reply then
     local msg = id .. '\n' .. status .. '\n' .. #err .. '\n' .. err .. output
     for channel in string.gmatch(reply, '%S+') do
@@ -42,43 +51,94 @@ local function notify(hkey, id, status, err, output)
   end
 end
 
+-- Append a final outcome to the events stream the coordinators consume; only
+-- once a coordinator has created it, so a queue without one stores nothing.
+local function emit_event(base, id, role, status, attempt, wait_ms, run_ms, now)
+  local events = base .. 'events'
+  if redis.call('EXISTS', events) == 1 then
+    redis.call('XADD', events, 'MAXLEN', '~', EVENTS_MAXLEN, '*', 't', id, 'r', role,
+               's', status, 'a', attempt or '0', 'w', wait_ms, 'x', run_ms, 'f', now)
+  end
+end
+
+-- Count a graph task's final state; when it was the graph's last, expire all
+-- of the graph's keys together.
+local function graph_settled(base, gid, status)
+  local gkey = graph_key(base, gid)
+  redis.call('HINCRBY', gkey, string.lower(status), 1)
+  local g = redis.call('HMGET', gkey, 'total', 'completed', 'failed', 'cancelled', 'ttl')
+  local done = tonumber(g[2] or '0') + tonumber(g[3] or '0') + tonumber(g[4] or '0')
+  if done < tonumber(g[1] or '0') then return end
+  redis.call('HSET', gkey, 'finished_at', now_str())
+  local ttl = tonumber(g[5] or '86400')
+  for _, tid in ipairs(redis.call('SMEMBERS', gkey .. ':tasks')) do
+    redis.call('EXPIRE', task_key(base, tid), ttl)
+  end
+  redis.call('EXPIRE', gkey, ttl)
+  redis.call('EXPIRE', gkey .. ':tasks', ttl)
+end
+
+-- How a dependent treats the failure of one prerequisite: the policy letter
+-- its :deps hash holds for that edge. c = cancel it, r = run it anyway (the
+-- failure listed in failed_deps), i = ignore the edge.
+local function edge_policy(dhkey, prerequisite)
+  return redis.call('HGET', dhkey .. ':deps', prerequisite) or 'c'
+end
+
 -- Record a final state (COMPLETED, FAILED or CANCELLED) and settle what
 -- depends on it: release dependents whose last prerequisite this was, or
 -- cancel them, transitively, with the reason. Done here, in the same script
--- as the state change, so no crash can come between the two.
-local function finalize(base, id, status, output, err, now)
-  local work = {{id, status, output, err}}
+-- as the state change, so no crash can come between the two. `ran` is true
+-- when a worker's attempt ended here (its wait and run time are measured).
+local function finalize(base, id, status, output, err, now, ran)
+  local work = {{id, status, output, err, ran}}
   local n = 0
   while #work > 0 do
     local item = table.remove(work)
     local tid, st, out, er = item[1], item[2], item[3], item[4]
     local hkey = task_key(base, tid)
+    local f = redis.call('HMGET', hkey, 'role', 'ttl', 'graph', 'reply_to', 'queued_at',
+                         'started_at', 'attempt')
     redis.call('HSET', hkey, 'status', st, 'finished_at', now,
                'success', st == 'COMPLETED' and '1' or '0')
     if out ~= '' then redis.call('HSET', hkey, 'output', out) end
     if er ~= '' then redis.call('HSET', hkey, 'error', er) else redis.call('HDEL', hkey, 'error') end
     redis.call('HDEL', hkey, 'entry')
-    local ttl = tonumber(redis.call('HGET', hkey, 'ttl') or '86400')
-    redis.call('EXPIRE', hkey, ttl)
+    if f[3] then
+      graph_settled(base, f[3], st)
+    else
+      redis.call('EXPIRE', hkey, tonumber(f[2] or '86400'))
+    end
     redis.call('DEL', hkey .. ':deps')
-    notify(hkey, tid, st, er, out)
+    redis.call('SREM', waiting_key(base, f[1] or ''), tid)
+    notify(hkey, tid, st, er, out, f[4])
+    local wait_ms, run_ms = '', ''
+    if item[5] and f[5] and f[6] then
+      wait_ms = string.format('%d', math.max(0, (tonumber(f[6]) - tonumber(f[5])) * 1000))
+      run_ms = string.format('%d', math.max(0, (tonumber(now) - tonumber(f[6])) * 1000))
+    end
+    emit_event(base, tid, f[1] or '', st, f[7], wait_ms, run_ms, now)
     n = n + 1
     local dkey = hkey .. ':dependents'
     local dependents = redis.call('SMEMBERS', dkey)
     redis.call('DEL', dkey)
     for _, dep in ipairs(dependents) do
       local dhkey = task_key(base, dep)
-      local dstatus = redis.call('HGET', dhkey, 'status')
-      if dstatus == 'WAITING' then
-        if st == 'COMPLETED' then
-          if redis.call('SREM', dhkey .. ':deps', tid) == 1
-             and redis.call('SCARD', dhkey .. ':deps') == 0 then
-            push_ready(base, dep, dhkey, redis.call('HGET', dhkey, 'role'))
-          end
-        else
+      if redis.call('HGET', dhkey, 'status') == 'WAITING' then
+        local policy = st == 'COMPLETED' and 'ok' or edge_policy(dhkey, tid)
+        if policy == 'c' then
           local why = 'dependency ' .. tid .. ' ' .. string.lower(st)
           if er ~= '' then why = why .. ': ' .. er end
-          table.insert(work, {dep, 'CANCELLED', '', why})
+          table.insert(work, {dep, 'CANCELLED', '', why, false})
+        else
+          if policy == 'r' then
+            local failed = redis.call('HGET', dhkey, 'failed_deps')
+            redis.call('HSET', dhkey, 'failed_deps', failed and (failed .. ' ' .. tid) or tid)
+          end
+          if redis.call('HDEL', dhkey .. ':deps', tid) == 1
+             and redis.call('HLEN', dhkey .. ':deps') == 0 then
+            push_ready(base, dep, dhkey, redis.call('HGET', dhkey, 'role'))
+          end
         end
       end
     end

@@ -1,0 +1,189 @@
+"""The coordinator: folds the outcome events of finished tasks into statistics.
+
+Every final outcome (``finish``, ``cancel``, a crash budget spent) appends an
+event to ``{P}:events`` once a coordinator has created that stream. Any
+number of coordinators read it through the consumer group ``coordinators``;
+``scripts/stats.lua`` applies an event only together with its XACK, so each
+is counted exactly once. A coordinator that dies leaves its unacknowledged
+events pending; a live one claims them after ``worker_timeout`` seconds.
+
+Releasing dependents is not the coordinator's job: ``finish`` does it
+atomically (see docs/architecture.md), so a DAG flows with no coordinator.
+Run one with ``ceylon-redis coordinator``, ``ceylon-redis worker --coordinator``,
+or the playground (on by default).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import socket
+import uuid
+from typing import Any
+
+import redis
+from loguru import logger
+
+from .connection import async_redis
+from .keys import COORDINATOR_GROUP, Keys
+from .scripts import Scripts
+from .settings import Settings, redact_url
+from .stats import stale_minute_fields
+
+_CONNECTION_ERRORS = (redis.ConnectionError, redis.TimeoutError, OSError)
+_BATCH = 500
+
+
+class Coordinator:
+    """Consume outcome events into ``{P}:stats:<role>`` until ``stop()``."""
+
+    def __init__(self, *, url: str | None = None, prefix: str | None = None,
+                 settings: Settings | None = None, redis_client: Any = None) -> None:
+        self.settings = settings or Settings.from_env(url=url, prefix=prefix)
+        self.keys = Keys(self.settings.prefix)
+        self.redis: Any = (redis_client if redis_client is not None
+                           else async_redis(self.settings.url))
+        self._owns_redis = redis_client is None
+        self.scripts = Scripts.register(self.redis)
+        self.id = (f"coordinator-{socket.gethostname()[:24]}-{os.getpid()}-"
+                   f"{uuid.uuid4().hex[:6]}")
+        self.applied = 0
+        self.claimed = 0
+        self.ready = asyncio.Event()
+        """Set once the events stream and group exist and this coordinator is registered."""
+        self._stopping = asyncio.Event()
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    async def run(self) -> None:
+        """Consume until ``stop()``; then deregister (pending events stay for others)."""
+        await self._ensure_group()
+        await self._heartbeat()
+        logger.info("coordinator {} started: redis={}", self.id, redact_url(self.settings.url))
+        self.ready.set()
+        chores = asyncio.create_task(self._chores(), name="ceylon-redis-coordinator-chores")
+        try:
+            await self._consume()
+        finally:
+            chores.cancel()
+            await asyncio.gather(chores, return_exceptions=True)
+            try:
+                await self.redis.zrem(self.keys.coordinators, self.id)
+                await self._forget_consumer(self.id)
+            except _CONNECTION_ERRORS as exc:
+                logger.error("coordinator {} could not deregister: {}", self.id, exc)
+            logger.info("coordinator {} stopped: {} events applied, {} claimed from others",
+                        self.id, self.applied, self.claimed)
+            if self._owns_redis:
+                await self.redis.aclose()
+
+    async def _ensure_group(self) -> None:
+        try:
+            await self.redis.xgroup_create(self.keys.events, COORDINATOR_GROUP, id="0",
+                                           mkstream=True)
+        except redis.ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+
+    async def _consume(self) -> None:
+        backoff = 0.1
+        while not self._stopping.is_set():
+            try:
+                reply = await self.redis.xreadgroup(
+                    COORDINATOR_GROUP, self.id, {self.keys.events: ">"}, count=_BATCH,
+                    block=self.settings.block_ms)
+                if reply and reply[0][1]:
+                    await self._apply(reply[0][1])
+                backoff = 0.1
+            except redis.ResponseError as exc:
+                if "NOGROUP" not in str(exc):
+                    raise
+                await self._ensure_group()
+            except _CONNECTION_ERRORS as exc:
+                logger.warning("coordinator {}: Redis unreachable ({}); retrying in {:.1f} s",
+                               self.id, exc, backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+
+    async def _apply(self, entries: list[Any]) -> int:
+        args: list[Any] = [COORDINATOR_GROUP]
+        for entry_id, f in entries:
+            if not f:  # claimed after it was deleted: nothing to count
+                args.extend((entry_id, "", "", "", "", "", "0"))
+                continue
+            args.extend((entry_id, f.get(b"r", b""), f.get(b"s", b""), f.get(b"a", b"0"),
+                         f.get(b"w", b""), f.get(b"x", b""), f.get(b"f", b"0")))
+        applied = int(await self.scripts.stats(keys=[self.keys.base], args=args))
+        self.applied += applied
+        return applied
+
+    async def _chores(self) -> None:
+        """Heartbeat, take over dead coordinators' events, prune old per-minute counts."""
+        while True:
+            await asyncio.sleep(self.settings.heartbeat_interval * random.uniform(0.8, 1.0))
+            try:
+                await self._heartbeat()
+                await self._claim_orphans()
+                await self._prune()
+            except _CONNECTION_ERRORS as exc:
+                logger.warning("coordinator {}: chores failed ({}); retrying", self.id, exc)
+
+    async def _heartbeat(self) -> None:
+        sec, usec = await self.redis.time()
+        await self.redis.zadd(self.keys.coordinators, {self.id: sec * 1000 + usec // 1000})
+
+    async def _claim_orphans(self) -> None:
+        idle_ms = int(self.settings.worker_timeout * 1000)
+        start = "0-0"
+        while True:
+            reply = await self.redis.xautoclaim(self.keys.events, COORDINATOR_GROUP, self.id,
+                                                min_idle_time=idle_ms, start_id=start,
+                                                count=_BATCH)
+            start, entries = reply[0], reply[1]
+            deleted = reply[2] if len(reply) > 2 else []
+            if entries:
+                self.claimed += len(entries)
+                applied = await self._apply(entries)
+                logger.warning("coordinator {} took over {} events of a dead coordinator "
+                               "({} counted)", self.id, len(entries), applied)
+            for entry_id in deleted:  # trimmed before anyone counted them
+                await self.redis.xack(self.keys.events, COORDINATOR_GROUP, entry_id)
+            if start in (b"0-0", "0-0"):
+                break
+        sec, _ = await self.redis.time()
+        cutoff = sec * 1000 - idle_ms
+        dead = await self.redis.zrangebyscore(self.keys.coordinators, "-inf", cutoff)
+        for cid in dead:
+            await self.redis.zrem(self.keys.coordinators, cid)
+            await self._forget_consumer(cid.decode())
+            logger.warning("coordinator {} presumed dead (no heartbeat for {} s)",
+                           cid.decode(), self.settings.worker_timeout)
+
+    async def _forget_consumer(self, consumer: str) -> None:
+        """Drop a consumer from the group, unless it still holds events someone must count."""
+        held = await self.redis.xpending_range(self.keys.events, COORDINATOR_GROUP, "-", "+", 1,
+                                               consumername=consumer)
+        if not held:
+            await self.redis.xgroup_delconsumer(self.keys.events, COORDINATOR_GROUP, consumer)
+
+    async def _prune(self) -> None:
+        sec, _ = await self.redis.time()
+        minute = sec // 60
+        for role in await self.redis.smembers(self.keys.roles):
+            key = self.keys.stats(role.decode())
+            stale = stale_minute_fields(await self.redis.hkeys(key), minute)
+            if stale:
+                await self.redis.hdel(key, *stale)
+
+
+async def run_coordinator(**options: Any) -> None:
+    """Run a Coordinator until SIGINT or SIGTERM (for the CLI)."""
+    import signal
+
+    coordinator = Coordinator(**options)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, coordinator.stop)
+    await coordinator.run()

@@ -1,0 +1,123 @@
+"""Handles on a graph of tasks enqueued together: status, progress, cancel, retry, wait.
+
+``enqueue_graph`` returns one (``AsyncGraph`` from AsyncClient, ``Graph``
+from Client); ``client.graph(graph_id)`` makes one for a graph enqueued
+elsewhere. A handle holds only ids: every call reads Redis afresh.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from .errors import raise_for_script_error
+from .models import GraphInfo, TaskInfo, TaskResult
+from .protocol import parse_graph, parse_task
+
+if TYPE_CHECKING:
+    from .client import AsyncClient, Client
+
+GRAPH_CANCELLED = "graph {} cancelled"
+
+
+def _ids(members: Any) -> list[str]:
+    return sorted(m.decode() if isinstance(m, bytes) else str(m) for m in members)
+
+
+class AsyncGraph:
+    """A graph of tasks, for asyncio code."""
+
+    def __init__(self, client: AsyncClient, graph_id: str,
+                 task_ids: list[str] | None = None) -> None:
+        self.client = client
+        self.id = graph_id
+        self._task_ids = task_ids
+
+    def __repr__(self) -> str:
+        return f"AsyncGraph({self.id!r})"
+
+    async def task_ids(self) -> list[str]:
+        """The graph's task ids (in the order enqueued, when this handle enqueued them)."""
+        if self._task_ids is None:
+            self._task_ids = _ids(await self.client.redis.smembers(
+                self.client.keys.graph_tasks(self.id)))
+        return self._task_ids
+
+    async def info(self) -> GraphInfo:
+        """One status (running, completed, failed, cancelled) and counts of final tasks."""
+        raw = await self.client.redis.hgetall(self.client.keys.graph(self.id))
+        return parse_graph(self.id, raw)
+
+    async def tasks(self) -> list[TaskInfo]:
+        """Every task of the graph, as ``client.get`` shows it."""
+        ids = await self.task_ids()
+        async with self.client.redis.pipeline(transaction=False) as pipe:
+            for tid in ids:
+                pipe.hgetall(self.client.keys.task(tid))
+            raws = await pipe.execute()
+        return [parse_task(tid, raw) for tid, raw in zip(ids, raws) if raw]
+
+    async def cancel(self, reason: str | None = None) -> int:
+        """Cancel every task not yet final; returns how many ended CANCELLED."""
+        reply = await self.client.scripts.cancel(
+            keys=[self.client.keys.base], args=[reason or GRAPH_CANCELLED.format(self.id), self.id])
+        raise_for_script_error(reply)
+        return int(reply[1])
+
+    async def retry_failed(self) -> int:
+        """Run the failed and cancelled tasks again; returns how many were reset."""
+        reply = await self.client.scripts.graph_retry(keys=[self.client.keys.base], args=[self.id])
+        raise_for_script_error(reply)
+        return int(reply[1])
+
+    async def wait(self, timeout: float | None = None) -> list[TaskResult]:
+        """Every task's result once all are final, in task order."""
+        return await self.client.wait_many(await self.task_ids(), timeout)
+
+
+class Graph:
+    """A graph of tasks, for blocking code: AsyncGraph's methods."""
+
+    def __init__(self, client: Client, graph_id: str, task_ids: list[str] | None = None) -> None:
+        self.client = client
+        self.id = graph_id
+        self._task_ids = task_ids
+
+    def __repr__(self) -> str:
+        return f"Graph({self.id!r})"
+
+    def task_ids(self) -> list[str]:
+        """The graph's task ids (in the order enqueued, when this handle enqueued them)."""
+        if self._task_ids is None:
+            self._task_ids = _ids(self.client.redis.smembers(
+                self.client.keys.graph_tasks(self.id)))
+        return self._task_ids
+
+    def info(self) -> GraphInfo:
+        """One status (running, completed, failed, cancelled) and counts of final tasks."""
+        return parse_graph(self.id, self.client.redis.hgetall(self.client.keys.graph(self.id)))
+
+    def tasks(self) -> list[TaskInfo]:
+        """Every task of the graph, as ``client.get`` shows it."""
+        ids = self.task_ids()
+        with self.client.redis.pipeline(transaction=False) as pipe:
+            for tid in ids:
+                pipe.hgetall(self.client.keys.task(tid))
+            raws = pipe.execute()
+        return [parse_task(tid, raw) for tid, raw in zip(ids, raws) if raw]
+
+    def cancel(self, reason: str | None = None) -> int:
+        """Cancel every task not yet final; returns how many ended CANCELLED."""
+        reply = self.client.scripts.cancel(
+            keys=[self.client.keys.base], args=[reason or GRAPH_CANCELLED.format(self.id), self.id])
+        raise_for_script_error(reply)
+        return int(reply[1])
+
+    def retry_failed(self) -> int:
+        """Run the failed and cancelled tasks again; returns how many were reset."""
+        reply = self.client.scripts.graph_retry(keys=[self.client.keys.base], args=[self.id])
+        raise_for_script_error(reply)
+        return int(reply[1])
+
+    def wait(self, timeout: float | None = None) -> list[TaskResult]:
+        """Every task's result once all are final, in task order."""
+        return self.client.wait_many(self.task_ids(), timeout)

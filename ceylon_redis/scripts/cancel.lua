@@ -1,0 +1,38 @@
+-- cancel: end tasks that are not final yet as CANCELLED, with a reason.
+--
+-- KEYS[1]  namespace base "{prefix}:"
+-- ARGV[1]  reason, ARGV[2] graph id ('' for none), then task ids (ignored
+--          when a graph is named: then its every task is cancelled)
+-- Returns  {'OK', cancelled, {id, status before, ...}} or {'ERR', 'UNKNOWN', detail}
+-- A WAITING or QUEUED task never runs; a RUNNING one's outcome is dropped
+-- when its worker reports it. Dependents are settled as for a failure.
+--!include common.lua
+
+local base, reason, gid = KEYS[1], ARGV[1], ARGV[2]
+local now = now_str()
+local ids = {}
+if gid ~= '' then
+  local gkey = graph_key(base, gid)
+  if redis.call('EXISTS', gkey) == 0 then
+    return {'ERR', 'UNKNOWN', 'graph ' .. gid .. ' does not exist (or expired)'}
+  end
+  redis.call('HSET', gkey, 'cancelled_at', now)
+  ids = redis.call('SMEMBERS', gkey .. ':tasks')
+else
+  for i = 3, #ARGV do ids[#ids + 1] = ARGV[i] end
+end
+
+local cancelled, before = 0, {}
+for _, tid in ipairs(ids) do
+  local hkey = task_key(base, tid)
+  local f = redis.call('HMGET', hkey, 'status', 'entry', 'role')
+  table.insert(before, tid)
+  table.insert(before, f[1] or false)
+  if f[1] == 'WAITING' or f[1] == 'QUEUED' or f[1] == 'RUNNING' then
+    if f[1] == 'QUEUED' and f[2] then
+      redis.call('XDEL', stream_key(base, f[3]), f[2])
+    end
+    cancelled = cancelled + finalize(base, tid, 'CANCELLED', '', reason, now, false)
+  end
+end
+return {'OK', cancelled, before}

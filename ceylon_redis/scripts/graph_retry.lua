@@ -1,0 +1,88 @@
+-- graph_retry: run a graph's FAILED and CANCELLED tasks again.
+--
+-- KEYS[1]  namespace base "{prefix}:"
+-- ARGV[1]  graph id
+-- Returns  {'OK', tasks retried} or {'ERR', 'UNKNOWN', detail}
+-- Each such task starts over (attempts and crashes at 0): QUEUED when its
+-- prerequisites are settled, else WAITING on those being retried or still
+-- running. A task whose cancel-policy prerequisite failed outside the graph
+-- (and so is not retried) stays as it is, and so does what depends on it.
+-- Completed tasks keep their outputs; the graph runs again, its TTL lifted.
+--!include common.lua
+
+local base, gid = KEYS[1], ARGV[1]
+local gkey = graph_key(base, gid)
+if redis.call('EXISTS', gkey) == 0 then
+  return {'ERR', 'UNKNOWN', 'graph ' .. gid .. ' does not exist (or expired)'}
+end
+local ids = redis.call('SMEMBERS', gkey .. ':tasks')
+local info, retry = {}, {}
+for _, tid in ipairs(ids) do
+  local f = redis.call('HMGET', task_key(base, tid), 'status', 'depends_on', 'dep_policy', 'role')
+  local t = {status = f[1], role = f[4], deps = {}, policy = {}}
+  for dep in string.gmatch(f[2] or '', '%S+') do table.insert(t.deps, dep) end
+  for dep, p in string.gmatch(f[3] or '', '(%S+)=(%a)') do t.policy[dep] = p end
+  info[tid] = t
+  if f[1] == 'FAILED' or f[1] == 'CANCELLED' then retry[tid] = true end
+end
+
+local function status_of(tid)
+  if info[tid] then return info[tid].status end
+  return redis.call('HGET', task_key(base, tid), 'status')
+end
+local function failed(st) return st == 'FAILED' or st == 'CANCELLED' end
+
+-- A failure that is not retried would cancel these again: leave them be.
+local changed = true
+while changed do
+  changed = false
+  for _, tid in ipairs(ids) do
+    if retry[tid] then
+      for _, dep in ipairs(info[tid].deps) do
+        if (info[tid].policy[dep] or 'c') == 'c' and not retry[dep] and failed(status_of(dep)) then
+          retry[tid], changed = nil, true
+          break
+        end
+      end
+    end
+  end
+end
+
+local n = 0
+for _, tid in ipairs(ids) do
+  if retry[tid] then
+    local t, hkey = info[tid], task_key(base, tid)
+    redis.call('HDEL', hkey, 'error', 'output', 'success', 'finished_at', 'failed_deps', 'entry',
+               'worker', 'started_at', 'crashes')
+    redis.call('HSET', hkey, 'attempt', 0)
+    redis.call('DEL', hkey .. ':deps')
+    redis.call('HINCRBY', gkey, string.lower(t.status), -1)
+    local pending, failed_deps = {}, {}
+    for _, dep in ipairs(t.deps) do
+      local st = status_of(dep)
+      if retry[dep] or st == 'WAITING' or st == 'QUEUED' or st == 'RUNNING' then
+        table.insert(pending, dep)
+      elseif failed(st) and t.policy[dep] == 'r' then
+        table.insert(failed_deps, dep)
+      end
+    end
+    if #failed_deps > 0 then redis.call('HSET', hkey, 'failed_deps', table.concat(failed_deps, ' ')) end
+    if #pending == 0 then
+      push_ready(base, tid, hkey, t.role)
+    else
+      park(base, tid, hkey, t.role)
+      for _, dep in ipairs(pending) do
+        redis.call('HSET', hkey .. ':deps', dep, t.policy[dep] or 'c')
+        redis.call('SADD', task_key(base, dep) .. ':dependents', tid)
+      end
+    end
+    n = n + 1
+  end
+end
+if n > 0 then
+  redis.call('HDEL', gkey, 'finished_at', 'cancelled_at')
+  redis.call('PERSIST', gkey)
+  redis.call('PERSIST', gkey .. ':tasks')
+  for _, tid in ipairs(ids) do redis.call('PERSIST', task_key(base, tid)) end
+end
+return {'OK', n}
