@@ -150,3 +150,17 @@ async def node(data: Any) -> Any:
     total = int(data.get("value", 1)) + sum(
         int(out["sum"]) for out in ctx.dependency_data.values() if isinstance(out, dict))
     return {"sum": total, "failed": sorted(ctx.failed_dependencies)}
+
+
+async def flaky(data: Any) -> Any:
+    """Fails while the key ``{prefix}:test:fail:<task id>`` exists; fails its first attempt
+    when ``data['fail_first']``; counts runs like ``node``."""
+    ctx = current_task()
+    r = _aredis()
+    await r.incr(_base() + "runs:" + ctx.id)
+    await asyncio.sleep(_sleep_of(data))
+    if await r.exists(_base() + "fail:" + ctx.id):
+        raise RuntimeError(f"{ctx.id} is told to fail")
+    if isinstance(data, dict) and data.get("fail_first") and ctx.attempt == 1:
+        raise RuntimeError(f"{ctx.id} fails its first attempt")
+    return {"task": ctx.id, "attempt": ctx.attempt}
