@@ -208,3 +208,23 @@ def test_aggregate_results_counts() -> None:
     assert aggregate_results(results) == {
         "success_rate": 0.75, "total_tasks": 4, "successful_tasks": 3}
     assert aggregate_results([])["total_tasks"] == 0
+
+
+async def test_graphs(backend: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    example = load("graphs", monkeypatch)
+    monkeypatch.setattr(example, "BROKEN", {"shard-3"})
+
+    out = await example.main()
+
+    first, second = out["first"], out["second"]
+    assert first["fetch-shard-3"].status is TaskStatus.FAILED
+    assert first["summary"].output == {"rows": 700, "complete": False,
+                                       "missing": ["fetch-shard-3"]}
+    assert first["publish"].status is TaskStatus.FAILED
+    assert "missing fetch-shard-3" in first["publish"].error
+    assert (out["night1"].status, out["night1"].failed) == ("failed", 2)
+    assert out["retried"] == 3  # the shard, the summary that ran without it, publish
+    assert second["publish"].output == "published 1000 rows"
+    assert out["night2"].status == "completed"
+    overall = out["stats"].overall
+    assert (overall.completed, overall.failed) == (7, 2)  # each final outcome counted once

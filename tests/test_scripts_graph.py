@@ -109,25 +109,32 @@ def test_graph_keys_expire_together_when_its_last_task_ends(env: Env) -> None:
     assert graph(env, "g", {"id": "other"})[:2] == [b"ERR", b"EXISTS"]
 
 
-def test_graph_retry_keeps_what_an_outside_failure_would_cancel_again(env: Env) -> None:
+def test_graph_retry_reruns_the_failed_subtree_only(env: Env) -> None:
     env.enqueue({"id": "outside"})
     graph(env, "g", {"id": "in1"}, {"id": "in2", "depends_on": ["in1"]},
           {"id": "soft", "depends_on": ["in1"], "on_failure": "run"},
+          {"id": "after_soft", "depends_on": ["soft"]},
+          {"id": "ignorer", "depends_on": ["in1"], "on_failure": "ignore"},
           {"id": "blocked", "depends_on": ["outside"]},
           {"id": "below", "depends_on": ["blocked"]})
     run_all(env, {"in1": "FAILED", "outside": "FAILED"})
-    assert env.h("soft")["status"] == "COMPLETED"
+    assert env.h("soft")["failed_deps"] == "in1"
     info = ginfo(env, "g")
-    assert (info.status, info.completed, info.failed, info.cancelled) == ("failed", 1, 1, 3)
-    assert env.run("graph_retry", ["g"]) == [b"OK", 2]  # in1 and in2; not blocked, below
+    assert (info.status, info.completed, info.failed, info.cancelled) == ("failed", 3, 1, 3)
+    # in1 and in2 (its cancelled dependent); soft and after_soft ran on in1's failure, so
+    # they run again; ignorer did not use in1; blocked and below would be cancelled again.
+    assert env.run("graph_retry", ["g"]) == [b"OK", 4]
     assert env.h("in1")["status"] == "QUEUED" and env.h("in1")["attempt"] == "0"
     assert env.h("in2")["status"] == "WAITING" and env.r.hgetall(env.k.deps("in2")) == {
         b"in1": b"c"}
-    assert env.h("blocked")["status"] == "CANCELLED" and env.h("soft")["status"] == "COMPLETED"
-    assert env.r.ttl(env.k.task("soft")) == -1
-    assert run_all(env) == {"in1", "in2"}
+    assert env.h("soft")["status"] == "WAITING" and "failed_deps" not in env.h("soft")
+    assert env.h("after_soft")["status"] == "WAITING"
+    assert env.h("blocked")["status"] == "CANCELLED" and env.h("ignorer")["status"] == \
+        "COMPLETED"
+    assert env.r.ttl(env.k.task("ignorer")) == -1
+    assert run_all(env) == {"in1", "in2", "soft", "after_soft"}
     info = ginfo(env, "g")
-    assert (info.completed, info.failed, info.cancelled) == (3, 0, 2)
+    assert (info.completed, info.failed, info.cancelled) == (5, 0, 2)
     assert env.run("graph_retry", ["nope"])[:2] == [b"ERR", b"UNKNOWN"]
 
 

@@ -1,4 +1,5 @@
--- graph_retry: run a graph's FAILED and CANCELLED tasks again.
+-- graph_retry: run a graph's FAILED and CANCELLED tasks again, and what ran
+-- downstream of them (say, on an on_failure="run" edge).
 --
 -- KEYS[1]  namespace base "{prefix}:"
 -- ARGV[1]  graph id
@@ -7,7 +8,7 @@
 -- prerequisites are settled, else WAITING on those being retried or still
 -- running. A task whose cancel-policy prerequisite failed outside the graph
 -- (and so is not retried) stays as it is, and so does what depends on it.
--- Completed tasks keep their outputs; the graph runs again, its TTL lifted.
+-- Other completed tasks keep their outputs; the graph runs again, its TTL lifted.
 --!include common.lua
 
 local base, gid = KEYS[1], ARGV[1]
@@ -32,8 +33,25 @@ local function status_of(tid)
 end
 local function failed(st) return st == 'FAILED' or st == 'CANCELLED' end
 
--- A failure that is not retried would cancel these again: leave them be.
+-- What ran on the output (or the failure) of a task being retried runs again
+-- too, as its input will change; an ignore-edge does not carry this.
 local changed = true
+while changed do
+  changed = false
+  for _, tid in ipairs(ids) do
+    if not retry[tid] and info[tid].status == 'COMPLETED' then
+      for _, dep in ipairs(info[tid].deps) do
+        if retry[dep] and info[tid].policy[dep] ~= 'i' then
+          retry[tid], changed = true, true
+          break
+        end
+      end
+    end
+  end
+end
+
+-- A failure that is not retried would cancel these again: leave them be.
+changed = true
 while changed do
   changed = false
   for _, tid in ipairs(ids) do
