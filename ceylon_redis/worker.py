@@ -131,6 +131,8 @@ class Worker:
         try:
             await asyncio.gather(*readers)
         finally:
+            if self.coordinator is not None:
+                self.coordinator.stop()  # its last blocking read ends while we drain
             for r in readers:
                 r.cancel()
             await self._drain()
@@ -139,8 +141,7 @@ class Worker:
             beat.cancel()
             await asyncio.gather(finisher, beat, return_exceptions=True)
             await self._give_back_and_deregister()
-            if self.coordinator is not None and coordinating is not None:
-                self.coordinator.stop()
+            if coordinating is not None:
                 await coordinating
             self._executor.shutdown(wait=False, cancel_futures=True)
             if self._owns_redis:
