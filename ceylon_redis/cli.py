@@ -347,17 +347,17 @@ def stats(role: str | None, watch_every: float | None, as_json: bool, url: str |
     import time
 
     with Client(url, prefix) as client:
-        while True:
-            st = client.stats(role)
-            if watch_every is not None and not as_json:
-                click.clear()
-            click.echo(_dumps(_stats_json(st), indent=2) if as_json else _stats_text(st))
-            if watch_every is None:
-                return
-            try:
+        try:
+            while True:
+                st = client.stats(role)
+                if watch_every is not None and not as_json:
+                    click.clear()
+                click.echo(_dumps(_stats_json(st), indent=2) if as_json else _stats_text(st))
+                if watch_every is None:
+                    return
                 time.sleep(watch_every)
-            except KeyboardInterrupt:
-                return
+        except KeyboardInterrupt:  # Ctrl-C ends --watch, wherever it lands
+            return
 
 
 @main.command()
