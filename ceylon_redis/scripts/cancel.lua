@@ -5,7 +5,8 @@
 --          when a graph is named: then its every task is cancelled)
 -- Returns  {'OK', cancelled, {id, status before, ...}} or {'ERR', 'UNKNOWN', detail}
 -- A WAITING or QUEUED task never runs; a RUNNING one's outcome is dropped
--- when its worker reports it. Dependents are settled as for a failure.
+-- when its worker reports it. Each named task gets this reason; dependents
+-- not named are settled as for a failure ("dependency X cancelled: ...").
 --!include common.lua
 
 local base, reason, gid = KEYS[1], ARGV[1], ARGV[2]
@@ -24,11 +25,17 @@ end
 
 local cancelled, before = 0, {}
 for _, tid in ipairs(ids) do
-  local hkey = task_key(base, tid)
-  local f = redis.call('HMGET', hkey, 'status', 'entry', 'role')
+  local status = redis.call('HGET', task_key(base, tid), 'status')
   table.insert(before, tid)
-  table.insert(before, f[1] or false)
-  if f[1] == 'WAITING' or f[1] == 'QUEUED' or f[1] == 'RUNNING' then
+  table.insert(before, status or false)
+  if status == 'WAITING' then
+    -- Out of the cascade's reach, so each gets this reason, not "dependency X cancelled".
+    redis.call('HSET', task_key(base, tid), 'status', 'CANCELLING')
+  end
+end
+for _, tid in ipairs(ids) do
+  local f = redis.call('HMGET', task_key(base, tid), 'status', 'entry', 'role')
+  if f[1] == 'CANCELLING' or f[1] == 'QUEUED' or f[1] == 'RUNNING' then
     if f[1] == 'QUEUED' and f[2] then
       redis.call('XDEL', stream_key(base, f[3]), f[2])
     end
