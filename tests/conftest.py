@@ -13,6 +13,9 @@ from pathlib import Path
 import fakeredis
 import pytest
 import redis
+from loguru import logger
+
+from ceylon_redis import Client
 
 ROOT = Path(__file__).resolve().parent.parent
 REDIS_TEST_URL = os.environ.get("REDIS_TEST_URL", "redis://localhost:6379/14")
@@ -130,3 +133,36 @@ def spawn_worker(daemons: list[Daemon], redis_url: str, prefix: str, target: str
     daemons.append(d)
     d.wait_for("started:")
     return d
+
+
+def spawn_coordinator(daemons: list[Daemon], redis_url: str, prefix: str,
+                      env: dict[str, str] | None = None) -> Daemon:
+    """Start ``ceylon-redis coordinator`` on the test namespace and wait until it reads."""
+    full_env = {**os.environ, "CEYLON_REDIS_URL": redis_url, "CEYLON_REDIS_PREFIX": prefix,
+                "PYTHONPATH": str(ROOT), **(env or {})}
+    d = Daemon(["coordinator"], full_env)
+    daemons.append(d)
+    d.wait_for("started:")
+    return d
+
+
+@pytest.fixture
+def client(redis_url: str, prefix: str) -> Iterator[Client]:
+    """A blocking Client on the real Redis and the test's namespace."""
+    with Client(redis_url, prefix) as c:
+        yield c
+
+
+@pytest.fixture
+def env(redis_url: str, prefix: str) -> dict[str, str]:
+    """Environment pointing the CLI at the test's namespace on the real Redis."""
+    return {"CEYLON_REDIS_URL": redis_url, "CEYLON_REDIS_PREFIX": prefix}
+
+
+@pytest.fixture
+def restore_loguru() -> Iterator[None]:
+    """The CLI's group callback re-configures loguru globally (a sink on CliRunner's stderr)."""
+    yield
+    logger.remove()
+    logger.add(lambda message: sys.stderr.write(message))
+    logger.disable("ceylon_redis")

@@ -8,71 +8,24 @@ another namespace of the shared server.
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
-import sys
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import redis
-from click.testing import CliRunner, Result
-from loguru import logger
 
 from ceylon_redis import Client
-from ceylon_redis.cli import main
+from tests.cli_support import assert_one_error_line, cli, invoke
 from tests.conftest import Daemon, spawn_worker
 
-pytestmark = pytest.mark.redis
+pytestmark = [pytest.mark.redis, pytest.mark.usefixtures("restore_loguru")]
 
 ROOT = Path(__file__).resolve().parent.parent
 H = "tests.handlers_for_tests:"
 UNREACHABLE = "redis://127.0.0.1:1"
 SECRET_UNREACHABLE = "redis://user:secret@127.0.0.1:1/0"
-
-
-@pytest.fixture(autouse=True)
-def _restore_loguru() -> Iterator[None]:
-    """The CLI's group callback re-configures loguru globally (a sink on CliRunner's stderr)."""
-    yield
-    logger.remove()
-    logger.add(lambda message: sys.stderr.write(message))
-    logger.disable("ceylon_redis")
-
-
-@pytest.fixture
-def env(redis_url: str, prefix: str) -> dict[str, str]:
-    return {"CEYLON_REDIS_URL": redis_url, "CEYLON_REDIS_PREFIX": prefix}
-
-
-@pytest.fixture
-def client(redis_url: str, prefix: str) -> Iterator[Client]:
-    with Client(redis_url, prefix) as c:
-        yield c
-
-
-def invoke(env: dict[str, str], *args: str) -> Result:
-    """Run the CLI in-process; an exception other than SystemExit fails the test."""
-    return CliRunner().invoke(main, list(args), env=env, catch_exceptions=False)
-
-
-def cli(env: dict[str, str], *args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
-    """Run ``python -m ceylon_redis ARGS`` as a subprocess."""
-    full = {k: v for k, v in os.environ.items() if not k.startswith("CEYLON_REDIS_")
-            and k != "REDIS_URL"}
-    full.update({"PYTHONPATH": str(ROOT), **env})
-    return subprocess.run([sys.executable, "-m", "ceylon_redis", *args], capture_output=True,
-                          text=True, cwd=ROOT, env=full, timeout=timeout)
-
-
-def assert_one_error_line(stderr: str) -> str:
-    lines = stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error:"), stderr
-    assert "Traceback" not in stderr
-    return lines[0]
 
 
 def no_keys(redis_url: str, prefix: str) -> bool:

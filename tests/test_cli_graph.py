@@ -10,56 +10,27 @@ Every invocation is pointed at the test's own namespace.
 from __future__ import annotations
 
 import json
-import os
 import re
 import signal
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 
 import pytest
 import redis
-from click.testing import CliRunner, Result
-from loguru import logger
 
 from ceylon_redis import Client, TaskDef, TaskStatus
-from ceylon_redis.cli import main
-from tests.conftest import ROOT, Daemon, spawn_worker
+from tests.cli_support import assert_one_error_line, cli, full_env, invoke
+from tests.conftest import ROOT, Daemon, spawn_coordinator, spawn_worker
 from tests.handlers_for_tests import runs_key
 from tests.test_integration import wait_until
 
-pytestmark = pytest.mark.redis
+pytestmark = [pytest.mark.redis, pytest.mark.usefixtures("restore_loguru")]
 
 NODE = "tests.handlers_for_tests:node"
 FLAKY = "tests.handlers_for_tests:flaky"
 COORDINATOR_STARTED = re.compile(r"coordinator (coordinator-\S+) started: redis=")
-
-
-@pytest.fixture(autouse=True)
-def _restore_loguru() -> Iterator[None]:
-    """The CLI's group callback re-configures loguru globally (a sink on CliRunner's stderr)."""
-    yield
-    logger.remove()
-    logger.add(lambda message: sys.stderr.write(message))
-    logger.disable("ceylon_redis")
-
-
-@pytest.fixture
-def env(redis_url: str, prefix: str) -> dict[str, str]:
-    return {"CEYLON_REDIS_URL": redis_url, "CEYLON_REDIS_PREFIX": prefix}
-
-
-@pytest.fixture
-def client(redis_url: str, prefix: str) -> Iterator[Client]:
-    with Client(redis_url, prefix) as c:
-        yield c
-
-
-def invoke(env: dict[str, str], *args: str) -> Result:
-    """Run the CLI in-process; an exception other than SystemExit fails the test."""
-    return CliRunner().invoke(main, list(args), env=env, catch_exceptions=False)
 
 
 def ok(env: dict[str, str], *args: str) -> str:
@@ -67,33 +38,6 @@ def ok(env: dict[str, str], *args: str) -> str:
     result = invoke(env, *args)
     assert result.exit_code == 0, (args, result.output)
     return result.stdout
-
-
-def full_env(env: dict[str, str]) -> dict[str, str]:
-    out = {k: v for k, v in os.environ.items() if not k.startswith("CEYLON_REDIS_")
-           and k != "REDIS_URL"}
-    out.update({"PYTHONPATH": str(ROOT), **env})
-    return out
-
-
-def cli(env: dict[str, str], *args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
-    """Run ``python -m ceylon_redis ARGS`` as a subprocess."""
-    return subprocess.run([sys.executable, "-m", "ceylon_redis", *args], capture_output=True,
-                          text=True, cwd=ROOT, env=full_env(env), timeout=timeout)
-
-
-def spawn_coordinator(daemons: list[Daemon], env: dict[str, str]) -> Daemon:
-    d = Daemon(["coordinator"], full_env(env))
-    daemons.append(d)
-    d.wait_for("started:")
-    return d
-
-
-def assert_one_error_line(stderr: str) -> str:
-    lines = stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error:"), stderr
-    assert "Traceback" not in stderr
-    return lines[0]
 
 
 def field(text: str, name: str) -> str:
@@ -115,7 +59,7 @@ def table_rows(text: str) -> dict[str, list[str]]:
 
 def test_coordinator_logs_start_and_exits_0_on_sigterm(
         daemons: list[Daemon], env: dict[str, str], client: Client) -> None:
-    d = spawn_coordinator(daemons, env)
+    d = spawn_coordinator(daemons, env['CEYLON_REDIS_URL'], env['CEYLON_REDIS_PREFIX'])
     m = COORDINATOR_STARTED.search(d.output())
     assert m, d.output()
     cid = m.group(1)
@@ -136,7 +80,7 @@ def test_queues_shows_waiting_and_a_live_coordinator(
     ok(env, "enqueue", "q", "3", "--depends-on", first)
     assert "no coordinator alive" in ok(env, "queues")
 
-    d = spawn_coordinator(daemons, env)
+    d = spawn_coordinator(daemons, env['CEYLON_REDIS_URL'], env['CEYLON_REDIS_PREFIX'])
     text = ok(env, "queues")
     assert re.search(r"^q\s+2\s+1\s+0\s+0\s+0$", text, re.MULTILINE), text  # WAITING 2, READY 1
     assert "coordinators alive: 1" in text

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import time
-from collections.abc import Iterator
 
 import pytest
 import redis
 
 from ceylon_redis import Client, Dep, DependencyError, TaskDef, TaskStatus, UnknownTaskError
-from tests.conftest import ROOT, Daemon, spawn_worker
+from tests.conftest import Daemon, spawn_coordinator, spawn_worker
 from tests.handlers_for_tests import runs_key
 from tests.test_integration import FAST_REAP, run_counts, wait_until
 
@@ -19,22 +17,6 @@ pytestmark = pytest.mark.redis
 
 NODE = "tests.handlers_for_tests:node"
 FLAKY = "tests.handlers_for_tests:flaky"
-
-
-@pytest.fixture
-def client(redis_url: str, prefix: str) -> Iterator[Client]:
-    with Client(redis_url, prefix) as c:
-        yield c
-
-
-def spawn_coordinator(daemons: list[Daemon], redis_url: str, prefix: str,
-                      env: dict[str, str] | None = None) -> Daemon:
-    full_env = {**os.environ, "CEYLON_REDIS_URL": redis_url, "CEYLON_REDIS_PREFIX": prefix,
-                "PYTHONPATH": str(ROOT), **(env or {})}
-    d = Daemon(["coordinator"], full_env)
-    daemons.append(d)
-    d.wait_for("started:")
-    return d
 
 
 def keys_of(r: redis.Redis, prefix: str) -> set[bytes]:

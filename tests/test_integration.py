@@ -14,7 +14,7 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import pytest
@@ -29,12 +29,6 @@ pytestmark = pytest.mark.redis
 
 H = "tests.handlers_for_tests:"
 FAST_REAP = {"CEYLON_REDIS_WORKER_TIMEOUT": "2", "CEYLON_REDIS_HEARTBEAT_INTERVAL": "0.5"}
-
-
-@pytest.fixture
-def client(redis_url: str, prefix: str) -> Iterator[Client]:
-    with Client(redis_url, prefix) as c:
-        yield c
 
 
 def wait_until(predicate: Callable[[], bool], timeout: float = 10.0, what: str = "") -> None:
