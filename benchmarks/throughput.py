@@ -259,6 +259,8 @@ class WorkerProcess:
         try:
             code: int | None = self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
+            self.proc.send_signal(signal.SIGUSR1)  # its stacks, into the log tail
+            time.sleep(1)
             self.proc.kill()
             self.proc.wait(10)
             code = None
@@ -276,7 +278,12 @@ def stop_worker(report: Report, worker: WorkerProcess, what: str) -> None:
     code = worker.stop()
     if code != 0:
         report.problem(f"{what}: worker pid {worker.pid} exited with "
-                       f"{'a timeout (killed)' if code is None else code}:\n    {worker.tail()}")
+                       f"{'a timeout (killed)' if code is None else code}:\n    "
+                       f"{worker.tail(8)}")
+        if code is None:
+            dump = Path(f"/tmp/ceylon-bench-worker-{worker.pid}.log")
+            dump.write_text("\n".join(worker.log))
+            report.problem(f"{what}: its whole log, with every thread's stack: {dump}")
 
 
 # --------------------------------------------------------------------------- benchmarks

@@ -16,6 +16,7 @@ or the playground (on by default).
 from __future__ import annotations
 
 import asyncio
+import faulthandler
 import os
 import random
 import socket
@@ -186,4 +187,5 @@ async def run_coordinator(**options: Any) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, coordinator.stop)
+    faulthandler.register(signal.SIGUSR1, all_threads=True)  # kill -USR1: every stack to stderr
     await coordinator.run()

@@ -12,6 +12,7 @@ whose heartbeat lapsed. ``stop()`` drains: no new reads, in-flight tasks get
 from __future__ import annotations
 
 import asyncio
+import faulthandler
 import os
 import random
 import socket
@@ -389,6 +390,7 @@ async def run_worker(handlers: Any, **options: Any) -> None:
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, on_signal, sig.name)
+    faulthandler.register(signal.SIGUSR1, all_threads=True)  # kill -USR1: every stack to stderr
     await worker.run()
 
 

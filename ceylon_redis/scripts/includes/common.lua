@@ -5,9 +5,14 @@
 local GROUP = 'workers'
 local EVENTS_MAXLEN = 1000000
 
+local now_cached
+-- Now on Redis's clock, "seconds.milliseconds": one reading per script call.
 local function now_str()
-  local t = redis.call('TIME')
-  return string.format('%d.%03d', t[1], math.floor(t[2] / 1000))
+  if not now_cached then
+    local t = redis.call('TIME')
+    now_cached = string.format('%d.%03d', t[1], math.floor(t[2] / 1000))
+  end
+  return now_cached
 end
 
 local function now_ms()
@@ -28,10 +33,11 @@ local function waiting_key(base, role) return base .. 'waiting:' .. role end
 local function graph_key(base, gid) return base .. 'graph:' .. gid end
 
 -- Put a task on its role stream (status QUEUED); returns the entry id.
-local function push_ready(base, id, hkey, role)
+-- `was_waiting`: it leaves the role's set of WAITING tasks.
+local function push_ready(base, id, hkey, role, was_waiting)
   local entry = redis.call('XADD', stream_key(base, role), '*', 'id', id)
   redis.call('HSET', hkey, 'status', 'QUEUED', 'entry', entry, 'queued_at', now_str())
-  redis.call('SREM', waiting_key(base, role), id)
+  if was_waiting then redis.call('SREM', waiting_key(base, role), id) end
   return entry
 end
 
@@ -53,9 +59,11 @@ end
 
 -- Append a final outcome to the events stream the coordinators consume; only
 -- once a coordinator has created it, so a queue without one stores nothing.
+local events_exist
 local function emit_event(base, id, role, status, attempt, wait_ms, run_ms, now)
   local events = base .. 'events'
-  if redis.call('EXISTS', events) == 1 then
+  if events_exist == nil then events_exist = redis.call('EXISTS', events) == 1 end
+  if events_exist then
     redis.call('XADD', events, 'MAXLEN', '~', EVENTS_MAXLEN, '*', 't', id, 'r', role,
                's', status, 'a', attempt or '0', 'w', wait_ms, 'x', run_ms, 'f', now)
   end
@@ -98,7 +106,7 @@ local function finalize(base, id, status, output, err, now, ran)
     local tid, st, out, er = item[1], item[2], item[3], item[4]
     local hkey = task_key(base, tid)
     local f = redis.call('HMGET', hkey, 'role', 'ttl', 'graph', 'reply_to', 'queued_at',
-                         'started_at', 'attempt')
+                         'started_at', 'attempt', 'status')
     redis.call('HSET', hkey, 'status', st, 'finished_at', now,
                'success', st == 'COMPLETED' and '1' or '0')
     if out ~= '' then redis.call('HSET', hkey, 'output', out) end
@@ -110,7 +118,9 @@ local function finalize(base, id, status, output, err, now, ran)
       redis.call('EXPIRE', hkey, tonumber(f[2] or '86400'))
     end
     redis.call('DEL', hkey .. ':deps')
-    redis.call('SREM', waiting_key(base, f[1] or ''), tid)
+    if f[8] == 'WAITING' or f[8] == 'CANCELLING' then
+      redis.call('SREM', waiting_key(base, f[1] or ''), tid)
+    end
     notify(hkey, tid, st, er, out, f[4])
     local wait_ms, run_ms = '', ''
     if item[5] and f[5] and f[6] then
@@ -137,7 +147,7 @@ local function finalize(base, id, status, output, err, now, ran)
           end
           if redis.call('HDEL', dhkey .. ':deps', tid) == 1
              and redis.call('HLEN', dhkey .. ':deps') == 0 then
-            push_ready(base, dep, dhkey, redis.call('HGET', dhkey, 'role'))
+            push_ready(base, dep, dhkey, redis.call('HGET', dhkey, 'role'), true)
           end
         end
       end
