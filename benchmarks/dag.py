@@ -45,19 +45,19 @@ is wrong or missing (or a worker fails), 2 on a usage error.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import statistics
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import redis
 
 from benchmarks.throughput import (
+    BenchBase,
     Report,
     WorkerProcess,
     delete_namespace,
@@ -132,30 +132,11 @@ class Timing:
         self.finished: int = round(float(finished) * 1000) if finished else -1
 
 
-class Bench:
+class Bench(BenchBase):
     def __init__(self, args: argparse.Namespace, report: Report, r: redis.Redis) -> None:
-        self.url: str = args.url
-        self.prefix: str = args.prefix
+        super().__init__(args, report, r)
         self.chain_n: int = args.chain
         self.fan_n: int = args.fan
-        self.repeat: int = args.repeat
-        self.concurrency: int = args.concurrency
-        self.timeout: float = args.timeout
-        self.report = report
-        self.redis = r
-
-    def clean(self) -> None:
-        delete_namespace(self.redis, self.prefix)
-
-    @contextlib.contextmanager
-    def step(self, title: str) -> Iterator[None]:
-        print(f"  {title} ...", end="", file=sys.stderr, flush=True)
-        began = time.perf_counter()
-        try:
-            yield
-        finally:
-            print(f" {time.perf_counter() - began:.1f} s", file=sys.stderr, flush=True)
-            self.clean()
 
     def add(self, section: str, name: str, unit: str, value: float) -> None:
         self.report.row(section, name, unit).runs.append(value)
@@ -214,22 +195,18 @@ class Bench:
             return False
         return True
 
-    # ----- 1. chain
+    def _run_graph(self, what: str, role: str, concurrency: int, defs: list[TaskDef],
+                   expected: list[Any]) -> tuple[float, float, list[Timing]] | None:
+        """Enqueue ``defs`` as one graph for a fresh worker and wait for its last task.
 
-    def chain(self) -> None:
-        for k in range(self.repeat):
-            with self.step(f"chain run {k + 1}/{self.repeat}: {self.chain_n} tasks"):
-                self._chain_once(k)
-
-    def _chain_once(self, k: int) -> None:
-        n, what = self.chain_n, f"chain run {k + 1}"
-        ids = [f"chain{k}-{i:06d}" for i in range(n)]
-        defs = [TaskDef(CHAIN_ROLE, i, id=ids[i], depends_on=(ids[i - 1],) if i else ())
-                for i in range(n)]
+        Returns the enqueue call's and the whole run's seconds and every task's timing,
+        or None after reporting what went wrong.
+        """
+        ids = [d.id or "" for d in defs]
         with Client(self.url, self.prefix) as client:
-            worker = self._start_worker(what, CHAIN_ROLE, 1, client)
+            worker = self._start_worker(what, role, concurrency, client)
             if worker is None:
-                return
+                return None
             try:
                 began = time.perf_counter()
                 graph = client.enqueue_graph(defs)
@@ -239,20 +216,37 @@ class Bench:
                 except TaskTimeoutError as exc:
                     self.report.problem(f"{what}: last task not final after {self.timeout} s "
                                         f"({graph.info()!r}): {exc}\n    {worker.tail()}")
-                    return
+                    return None
                 done = time.perf_counter()
                 if not last.success:
                     self.report.problem(f"{what}: last task ended {last!r}")
-                    return
+                    return None
                 timings = self._timings(ids)
-                if not self._check(what, graph, ids, list(range(n)), timings):
-                    return
+                if not self._check(what, graph, ids, expected, timings):
+                    return None
             finally:
                 stop_worker(self.report, worker, what)
+        return enqueued - began, done - began, timings
+
+    # ----- 1. chain
+
+    def chain(self) -> None:
+        for k in range(self.repeat):
+            with self.step(f"chain run {k + 1}/{self.repeat}: {self.chain_n} tasks"):
+                self._chain_once(k)
+
+    def _chain_once(self, k: int) -> None:
+        n = self.chain_n
+        ids = [f"chain{k}-{i:06d}" for i in range(n)]
+        defs = [TaskDef(CHAIN_ROLE, i, id=ids[i], depends_on=(ids[i - 1],) if i else ())
+                for i in range(n)]
+        run = self._run_graph(f"chain run {k + 1}", CHAIN_ROLE, 1, defs, list(range(n)))
+        if run is None:
+            return
+        enqueue_s, total, timings = run
         gaps = [float(timings[i].started - timings[i - 1].finished) for i in range(1, n)]
         runs = [float(t.finished - t.started) for t in timings]
-        total = done - began
-        self.add("chain", f"enqueue_graph call, {n} tasks", "ms", (enqueued - began) * 1000)
+        self.add("chain", f"enqueue_graph call, {n} tasks", "ms", enqueue_s * 1000)
         self.add("chain", "total, enqueue to last result", "s", total)
         self.add("chain", "time per task (total / N)", "ms", total / n * 1000)
         self.add("chain", "hop gap (start - prereq finish), mean", "ms", statistics.fmean(gaps))
@@ -269,44 +263,23 @@ class Bench:
                 self._fan_once(k)
 
     def _fan_once(self, k: int) -> None:
-        w, what = self.fan_n, f"fan run {k + 1}"
+        w = self.fan_n
         root, sink = f"fan{k}-root", f"fan{k}-sink"
         children = [f"fan{k}-{i:06d}" for i in range(w)]
-        ids = [root, *children, sink]
-        expected: list[Any] = ["root", *range(w), "sink"]
         defs = [TaskDef(FAN_ROLE, "root", id=root),
                 *(TaskDef(FAN_ROLE, i, id=c, depends_on=(root,)) for i, c in enumerate(children)),
                 TaskDef(FAN_ROLE, "sink", id=sink, depends_on=children)]
-        with Client(self.url, self.prefix) as client:
-            worker = self._start_worker(what, FAN_ROLE, self.concurrency, client)
-            if worker is None:
-                return
-            try:
-                began = time.perf_counter()
-                graph = client.enqueue_graph(defs)
-                enqueued = time.perf_counter()
-                try:
-                    last = client.wait(sink, timeout=self.timeout)
-                except TaskTimeoutError as exc:
-                    self.report.problem(f"{what}: sink not final after {self.timeout} s "
-                                        f"({graph.info()!r}): {exc}\n    {worker.tail()}")
-                    return
-                done = time.perf_counter()
-                if not last.success:
-                    self.report.problem(f"{what}: sink ended {last!r}")
-                    return
-                timings = self._timings(ids)
-                if not self._check(what, graph, ids, expected, timings):
-                    return
-            finally:
-                stop_worker(self.report, worker, what)
+        run = self._run_graph(f"fan run {k + 1}", FAN_ROLE, self.concurrency, defs,
+                              ["root", *range(w), "sink"])
+        if run is None:
+            return
+        enqueue_s, wall, timings = run
         t_root, t_children, t_sink = timings[0], timings[1:-1], timings[-1]
         last_child = max(t.finished for t in t_children)
         first_child = min(t.started for t in t_children)
-        wall = done - began
         redis_span = (t_sink.finished - t_root.started) / 1000
-        total = len(ids)
-        self.add("fan", f"enqueue_graph call, {total} tasks", "ms", (enqueued - began) * 1000)
+        total = len(defs)
+        self.add("fan", f"enqueue_graph call, {total} tasks", "ms", enqueue_s * 1000)
         self.add("fan", "completion, enqueue to sink result", "s", wall)
         self.add("fan", "  tasks/s (from enqueue)", "tasks/s", total / wall)
         self.add("fan", "completion, root start to sink finish", "s", redis_span)

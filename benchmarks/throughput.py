@@ -289,14 +289,14 @@ def stop_worker(report: Report, worker: WorkerProcess, what: str) -> None:
 # --------------------------------------------------------------------------- benchmarks
 
 
-class Bench:
+class BenchBase:
+    """What every benchmark run shares: where, how often, and a clean namespace per step."""
+
     def __init__(self, args: argparse.Namespace, report: Report, r: redis.Redis) -> None:
         self.url: str = args.url
         self.prefix: str = args.prefix
-        self.n: int = args.tasks
         self.repeat: int = args.repeat
         self.concurrency: int = args.concurrency
-        self.latency_n: int = args.latency_n
         self.timeout: float = args.timeout
         self.report = report
         self.redis = r
@@ -306,6 +306,7 @@ class Bench:
 
     @contextlib.contextmanager
     def step(self, title: str) -> Iterator[None]:
+        """Time one step on stderr; the namespace is emptied after it, whatever happened."""
         print(f"  {title} ...", end="", file=sys.stderr, flush=True)
         began = time.perf_counter()
         try:
@@ -313,6 +314,13 @@ class Bench:
         finally:
             print(f" {time.perf_counter() - began:.1f} s", file=sys.stderr, flush=True)
             self.clean()
+
+
+class Bench(BenchBase):
+    def __init__(self, args: argparse.Namespace, report: Report, r: redis.Redis) -> None:
+        super().__init__(args, report, r)
+        self.n: int = args.tasks
+        self.latency_n: int = args.latency_n
 
     def _check_queued(self, role: str, ids: list[str], what: str) -> bool:
         xlen = self.redis.xlen("{" + self.prefix + "}:stream:" + role)
