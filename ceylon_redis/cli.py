@@ -374,7 +374,8 @@ def graph(graph_id: str, show_tasks: bool, do_cancel: bool, do_retry: bool, as_j
     """Show a graph: status, progress, failed tasks (and cancel or retry it)."""
     with Client(url, prefix) as client:
         handle = client.graph(graph_id)
-        handle.info()  # unknown graph: one error line, nothing done
+        if do_cancel or do_retry:
+            handle.info()  # an unknown graph: one error line, nothing done
         if do_cancel:
             click.echo(f"cancelled {handle.cancel()} tasks", err=True)
         if do_retry:

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from .connection import async_redis, sync_redis
-from .errors import raise_for_script_error
+from .errors import UnknownTaskError, ValidationError, raise_for_script_error
 from .graphs import AsyncGraph, Graph
 from .keys import Keys, check_task_id
 from .models import OnFailure, QueueInfo, Stats, TaskInfo, TaskResult, WorkerInfo
@@ -63,7 +63,7 @@ class _Base:
         gid = check_task_id(graph_id) if graph_id is not None else new_task_id()
         gttl = int(ttl or self.settings.result_ttl)
         if gttl < 1:
-            raise ValueError(f"graph ttl must be at least 1 second, not {gttl}")
+            raise ValidationError(f"graph ttl must be at least 1 second, not {gttl}")
         specs = graph_specs(self.settings, tasks)
         for spec in specs:
             spec.ttl = gttl
@@ -77,14 +77,22 @@ class _Base:
         return [parse_queue(role, _int(replies[3 * i]), _list(replies[3 * i + 1]), alive,
                             _int(replies[3 * i + 2])) for i, role in enumerate(roles)]
 
-    def _stats(self, roles: list[str], raws: list[Any], now: tuple[int, int],
-               queues: list[QueueInfo], alive: int) -> Stats:
+    def _stats(self, roles: list[str], replies: list[Any], queues: list[QueueInfo]) -> Stats:
+        """Stats from the replies of ``_stats_pipe``: one HGETALL per role, ZRANGE, TIME."""
+        *raws, coordinators, now = replies
+        alive = self._alive_count(now, coordinators)
         minute = now[0] // 60
         by_role = {q.role: q for q in queues}
         rows = [role_stats(r, [raw], minute, [by_role[r]] if r in by_role else [])
                 for r, raw in zip(roles, raws)]
         overall = role_stats("*", raws, minute, [by_role[r] for r in roles if r in by_role])
         return Stats(overall=overall, roles=rows, coordinators_alive=alive)
+
+    def _stats_pipe(self, pipe: Any, roles: list[str]) -> None:
+        for r in roles:
+            pipe.hgetall(self.keys.stats(r))
+        pipe.zrange(self.keys.coordinators, 0, -1, withscores=True)
+        pipe.time()
 
     def _alive_count(self, now: tuple[int, int], scores: list[Any]) -> int:
         limit = self.settings.worker_timeout * 1000
@@ -212,11 +220,8 @@ class AsyncClient(_Base):
         queues = await self.queues()
         roles = [role] if role else [q.role for q in queues]
         async with self.redis.pipeline(transaction=False) as pipe:
-            for r in roles:
-                pipe.hgetall(self.keys.stats(r))
-            pipe.time()
-            *raws, now = await pipe.execute()
-        return self._stats(roles, raws, now, queues, await self.coordinators_alive())
+            self._stats_pipe(pipe, roles)
+            return self._stats(roles, await pipe.execute(), queues)
 
     async def workers(self) -> list[WorkerInfo]:
         """Registered workers, with whether their heartbeat is fresh."""
@@ -343,11 +348,8 @@ class Client(_Base):
         queues = self.queues()
         roles = [role] if role else [q.role for q in queues]
         with self.redis.pipeline(transaction=False) as pipe:
-            for r in roles:
-                pipe.hgetall(self.keys.stats(r))
-            pipe.time()
-            *raws, now = pipe.execute()
-        return self._stats(roles, raws, now, queues, self.coordinators_alive())
+            self._stats_pipe(pipe, roles)
+            return self._stats(roles, pipe.execute(), queues)
 
     def workers(self) -> list[WorkerInfo]:
         """Registered workers, with whether their heartbeat is fresh."""
@@ -370,8 +372,6 @@ def _cancelled(task_id: str, reply: Any) -> bool:
     raise_for_script_error(reply)
     before = reply[2][1] if len(reply) > 2 and len(reply[2]) > 1 else None
     if before is None:
-        from .errors import UnknownTaskError
-
         raise UnknownTaskError(f"unknown task {task_id} (never enqueued, or its result expired)")
     return int(reply[1]) > 0
 

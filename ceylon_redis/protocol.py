@@ -13,6 +13,7 @@ from .errors import UnknownTaskError, ValidationError
 from .keys import GROUP, check_name, check_task_id
 from .models import (
     GraphInfo,
+    GraphStatus,
     OnFailure,
     QueueInfo,
     TaskInfo,
@@ -240,13 +241,14 @@ def parse_graph(graph_id: str, raw: Mapping[bytes, bytes]) -> GraphInfo:
     f = {_text(k): _text(v) for k, v in raw.items()}
     total, completed = int(f.get("total") or 0), int(f.get("completed") or 0)
     failed, cancelled = int(f.get("failed") or 0), int(f.get("cancelled") or 0)
+    status: GraphStatus
     if f.get("cancelled_at"):
         status = "cancelled"
     elif completed + failed + cancelled < total:
         status = "running"
     else:
         status = "completed" if completed == total else "failed"
-    return GraphInfo(id=graph_id, status=status, total=total, completed=completed,  # type: ignore[arg-type]
+    return GraphInfo(id=graph_id, status=status, total=total, completed=completed,
                      failed=failed, cancelled=cancelled, created_at=_time(f.get("created_at")),
                      finished_at=_time(f.get("finished_at")), ttl=int(f.get("ttl") or 0))
 

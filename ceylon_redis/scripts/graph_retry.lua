@@ -33,38 +33,37 @@ local function status_of(tid)
 end
 local function failed(st) return st == 'FAILED' or st == 'CANCELLED' end
 
--- What ran on the output (or the failure) of a task being retried runs again
--- too, as its input will change; an ignore-edge does not carry this.
-local changed = true
-while changed do
-  changed = false
-  for _, tid in ipairs(ids) do
-    if not retry[tid] and info[tid].status == 'COMPLETED' then
-      for _, dep in ipairs(info[tid].deps) do
-        if retry[dep] and info[tid].policy[dep] ~= 'i' then
-          retry[tid], changed = true, true
-          break
+-- Until nothing changes: set retry[tid] = value for each task `eligible(tid)`
+-- that has a prerequisite dep with `edge(tid, dep)`.
+local function spread(value, eligible, edge)
+  local changed = true
+  while changed do
+    changed = false
+    for _, tid in ipairs(ids) do
+      if eligible(tid) then
+        for _, dep in ipairs(info[tid].deps) do
+          if edge(tid, dep) then
+            retry[tid], changed = value, true
+            break
+          end
         end
       end
     end
   end
 end
 
+-- What ran on the output (or the failure) of a task being retried runs again
+-- too, as its input will change; an ignore-edge does not carry this.
+spread(true,
+  function(tid) return not retry[tid] and info[tid].status == 'COMPLETED' end,
+  function(tid, dep) return retry[dep] and info[tid].policy[dep] ~= 'i' end)
+
 -- A failure that is not retried would cancel these again: leave them be.
-changed = true
-while changed do
-  changed = false
-  for _, tid in ipairs(ids) do
-    if retry[tid] then
-      for _, dep in ipairs(info[tid].deps) do
-        if (info[tid].policy[dep] or 'c') == 'c' and not retry[dep] and failed(status_of(dep)) then
-          retry[tid], changed = nil, true
-          break
-        end
-      end
-    end
-  end
-end
+spread(nil,
+  function(tid) return retry[tid] end,
+  function(tid, dep)
+    return (info[tid].policy[dep] or 'c') == 'c' and not retry[dep] and failed(status_of(dep))
+  end)
 
 local n = 0
 for _, tid in ipairs(ids) do
