@@ -17,6 +17,8 @@ from loguru import logger
 
 from ceylon_redis import Client
 
+from .redis_server import own_redis  # noqa: F401  (a fixture for every test module)
+
 ROOT = Path(__file__).resolve().parent.parent
 REDIS_TEST_URL = os.environ.get("REDIS_TEST_URL", "redis://localhost:6379/14")
 
