@@ -12,6 +12,7 @@ from .errors import (
     CeylonRedisError,
     DependencyError,
     EncodeError,
+    Retry,
     TaskExistsError,
     TaskTimeoutError,
     UnknownTaskError,
@@ -19,6 +20,8 @@ from .errors import (
 )
 from .graphs import AsyncGraph, Graph
 from .models import (
+    DeadLetter,
+    DeadRetry,
     GraphInfo,
     OnFailure,
     Percentiles,
@@ -46,6 +49,8 @@ __all__ = [
     "CeylonRedisError",
     "Client",
     "Coordinator",
+    "DeadLetter",
+    "DeadRetry",
     "Dep",
     "DependencyError",
     "EncodeError",
@@ -57,6 +62,7 @@ __all__ = [
     "ProcessWorker",
     "QueueInfo",
     "Record",
+    "Retry",
     "RoleStats",
     "Settings",
     "Stats",

@@ -132,10 +132,17 @@ def main(log_level: str, log_json: bool) -> None:
 @click.option("--coordinator", "with_coordinator", is_flag=True,
               envvar="CEYLON_REDIS_COORDINATOR",
               help="Also run a coordinator (statistics) in this daemon.")
+@click.option("--max-attempts", type=click.IntRange(1), default=None,
+              help="Attempts of tasks enqueued without their own [env "
+                   "CEYLON_REDIS_MAX_ATTEMPTS; default 1].")
+@click.option("--time-limit", type=click.FloatRange(0, min_open=True), default=None,
+              help="Seconds an attempt of a task without its own limit may run [env "
+                   "CEYLON_REDIS_TASK_TIMEOUT; default none].")
 @_connection_options
 @_friendly_errors
 def worker(target: str, role: str | None, concurrency: int | None, grace: float,
-           with_coordinator: bool, url: str | None, prefix: str | None) -> None:
+           with_coordinator: bool, max_attempts: int | None, time_limit: float | None,
+           url: str | None, prefix: str | None) -> None:
     """Run handlers from TARGET (MODULE:OBJECT) until SIGTERM or SIGINT.
 
     OBJECT is an async or sync function taking the task's data, a
@@ -150,7 +157,9 @@ def worker(target: str, role: str | None, concurrency: int | None, grace: float,
     handlers = load_object(target)
     asyncio.run(run_worker(handlers, role=role, concurrency=concurrency, grace=grace,
                            coordinator=with_coordinator,
-                           settings=Settings.from_env(url=url, prefix=prefix)))
+                           settings=Settings.from_env(url=url, prefix=prefix,
+                                                      max_attempts=max_attempts,
+                                                      task_timeout=time_limit)))
 
 
 @main.command()
@@ -176,14 +185,23 @@ def coordinator(url: str | None, prefix: str | None) -> None:
 @click.option("--on-failure", type=click.Choice(["cancel", "run", "ignore"]), default="cancel",
               show_default=True, help="If a prerequisite fails: cancel this task, run it "
                                       "anyway, or ignore that prerequisite.")
+@click.option("--max-attempts", type=click.IntRange(1), default=None,
+              help="Attempts this task gets (default: the worker's).")
+@click.option("--backoff", type=click.FloatRange(0), default=None,
+              help="Seconds before its first retry, doubling (default: the worker's).")
+@click.option("--time-limit", type=click.FloatRange(0, min_open=True), default=None,
+              help="Seconds an attempt may run (default: the worker's).")
+@click.option("--delay", type=click.FloatRange(0), default=None,
+              help="Seconds to hold the task before it may run.")
 @click.option("--wait", "wait", is_flag=True, help="Wait for the result and print it.")
 @click.option("--timeout", type=float, default=None, help="Seconds --wait waits.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @_connection_options
 @_friendly_errors
 def enqueue(role: str, data: str, name: str | None, task_id: str | None,
-            depends_on: tuple[str, ...], on_failure: str, wait: bool, timeout: float | None,
-            as_json: bool,
+            depends_on: tuple[str, ...], on_failure: str, max_attempts: int | None,
+            backoff: float | None, time_limit: float | None, delay: float | None,
+            wait: bool, timeout: float | None, as_json: bool,
             url: str | None, prefix: str | None) -> None:
     """Enqueue a task for ROLE with DATA (JSON); print its id (or its result with --wait)."""
     try:
@@ -192,7 +210,9 @@ def enqueue(role: str, data: str, name: str | None, task_id: str | None,
         raise click.BadParameter(f"not JSON: {exc}", param_hint="DATA") from None
     with Client(url, prefix) as client:
         tid = client.enqueue(role, payload, name=name, task_id=task_id, depends_on=depends_on,
-                             on_failure=on_failure)  # type: ignore[arg-type]
+                             on_failure=on_failure,  # type: ignore[arg-type]
+                             max_attempts=max_attempts, backoff=backoff, timeout=time_limit,
+                             delay=delay)
         if not wait:
             _emit(as_json, lambda: {"id": tid}, lambda: tid)
             return
@@ -221,11 +241,15 @@ def task(task_id: str, as_json: bool, url: str | None, prefix: str | None) -> No
     def text() -> str:
         lines = [f"id:          {info.id}", f"name:        {info.name}",
                  f"role:        {info.role}", f"status:      {info.status.value}",
-                 f"attempt:     {info.attempt}/{info.max_attempts}",
+                 f"attempt:     {info.attempt}/{info.max_attempts or 'default'}",
                  f"worker:      {info.worker or '-'}",
                  f"enqueued:    {info.enqueued_at or '-'}",
                  f"started:     {info.started_at or '-'}",
                  f"finished:    {info.finished_at or '-'}"]
+        if info.due_at:
+            lines.append(f"due:         {info.due_at}")
+        if info.timeout:
+            lines.append(f"time limit:  {info.timeout:g} s")
         if info.depends_on:
             lines.append(f"depends on:  {' '.join(info.depends_on)}")
         if info.queue_wait is not None:
@@ -236,6 +260,8 @@ def task(task_id: str, as_json: bool, url: str | None, prefix: str | None) -> No
             lines.append(f"output:      {_dumps(info.result.output)}")
         if info.error:
             lines.append(f"error:       {info.error}")
+        if info.dead_letter:
+            lines.append(f"dead letter: {info.dead_letter} (ceylon-redis dead show {info.id})")
         return "\n".join(lines)
 
     _emit(as_json, lambda: {**dict(info), "result": dict(info.result) if info.result else None},
@@ -255,11 +281,11 @@ def queues(as_json: bool, url: str | None, prefix: str | None) -> None:
     def text() -> str:
         if not rows:
             return "no queues yet"
-        out = [f"{'ROLE':<20} {'WAITING':>8} {'READY':>8} {'RUNNING':>8} {'CONSUMERS':>10} "
-               f"{'ALIVE':>6}"]
+        out = [f"{'ROLE':<20} {'WAITING':>8} {'SCHEDULED':>9} {'READY':>8} {'RUNNING':>8} "
+               f"{'CONSUMERS':>10} {'ALIVE':>6}"]
         for q in rows:
-            out.append(f"{q.role:<20} {q.waiting:>8} {q.ready:>8} {q.running:>8} "
-                       f"{q.consumers:>10} {q.workers_alive:>6}")
+            out.append(f"{q.role:<20} {q.waiting:>8} {q.scheduled:>9} {q.ready:>8} "
+                       f"{q.running:>8} {q.consumers:>10} {q.workers_alive:>6}")
             if q.ready and not q.workers_alive:
                 out.append(f"  ! {q.ready} tasks wait for role {q.role!r}, and no worker of it "
                            "is alive")
@@ -431,3 +457,6 @@ def demo(scale: float, url: str | None) -> None:
 
     ok = asyncio.run(run_demo(scale=scale, url=url))
     sys.exit(0 if ok else 1)
+
+
+from . import cli_dead  # noqa: E402, F401  (registers `ceylon-redis dead`)

@@ -9,6 +9,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import re
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -16,7 +18,16 @@ from .connection import async_redis, sync_redis
 from .errors import UnknownTaskError, ValidationError, raise_for_script_error
 from .graphs import AsyncGraph, Graph
 from .keys import Keys, check_task_id
-from .models import OnFailure, QueueInfo, Stats, TaskInfo, TaskResult, WorkerInfo
+from .models import (
+    DeadLetter,
+    DeadRetry,
+    OnFailure,
+    QueueInfo,
+    Stats,
+    TaskInfo,
+    TaskResult,
+    WorkerInfo,
+)
 from .protocol import (
     Dep,
     TaskDef,
@@ -25,6 +36,7 @@ from .protocol import (
     graph_specs,
     make_spec,
     new_task_id,
+    parse_dead_letter,
     parse_queue,
     parse_task,
     parse_worker,
@@ -35,6 +47,7 @@ from .stats import role_stats
 from .waiting import AsyncWaiter, SyncWaiter
 
 _BATCH = 1000
+_ENTRY_ID = re.compile(r"^\d+-\d+$")
 
 
 class _Base:
@@ -74,8 +87,9 @@ class _Base:
 
     def _queue_rows(self, roles: list[str], replies: list[Any],
                     alive: list[list[str]]) -> list[QueueInfo]:
-        return [parse_queue(role, _int(replies[3 * i]), _list(replies[3 * i + 1]), alive,
-                            _int(replies[3 * i + 2])) for i, role in enumerate(roles)]
+        return [parse_queue(role, _int(replies[4 * i]), _list(replies[4 * i + 1]), alive,
+                            _int(replies[4 * i + 2]), _int(replies[4 * i + 3]))
+                for i, role in enumerate(roles)]
 
     def _stats(self, roles: list[str], replies: list[Any], queues: list[QueueInfo]) -> Stats:
         """Stats from the replies of ``_stats_pipe``: one HGETALL per role, ZRANGE, TIME."""
@@ -97,6 +111,28 @@ class _Base:
     def _alive_count(self, now: tuple[int, int], scores: list[Any]) -> int:
         limit = self.settings.worker_timeout * 1000
         return sum(1 for _, score in scores if _redis_ms(now) - score <= limit)
+
+    def _dead_entry_ids(self, ids: Sequence[str], dead_fields: Sequence[Any]) -> list[str]:
+        """Entry ids of dead letters named by entry id or by task id (its ``dead`` field)."""
+        out = []
+        for given, field in zip(ids, dead_fields):
+            if _ENTRY_ID.match(given):
+                out.append(given)
+            elif field:
+                out.append(field.decode())
+        return out
+
+    def _dead_page(self, rows: list[Any], report: DeadRetry) -> list[str]:
+        """The task ids of one page of dead letters; malformed entries are reported skipped."""
+        ids = []
+        for entry_id, fields in rows:
+            tid = fields.get(b"task", b"").decode()
+            if tid:
+                ids.append(tid)
+            else:
+                report.skipped[entry_id.decode()] = ("malformed entry, no task to retry "
+                                                     "(purge it)")
+        return ids
 
     def _batches(self, specs: list[TaskSpec]) -> list[list[Any]]:
         enqueue_args(specs)  # reject duplicate ids across the whole call before writing
@@ -129,25 +165,34 @@ class AsyncClient(_Base):
     async def enqueue(self, role: str, data: Any = None, *, name: str | None = None,
                       task_id: str | None = None, depends_on: Iterable[str | Dep] = (),
                       on_failure: OnFailure = "cancel", max_attempts: int | None = None,
-                      result_ttl: int | None = None) -> str:
+                      result_ttl: int | None = None, backoff: float | None = None,
+                      timeout: float | None = None, delay: float | dt.timedelta | None = None,
+                      at: dt.datetime | float | None = None) -> str:
         """Put one task on ``role``'s queue (or WAITING on ``depends_on``); returns its id.
 
         ``on_failure`` says what this task does if a prerequisite fails: end
         CANCELLED (default), ``"run"`` anyway, or ``"ignore"`` it; ``Dep`` sets it per edge.
+        ``max_attempts``, ``backoff`` (seconds before the first retry) and ``timeout``
+        (seconds per attempt) override the worker's defaults; ``delay`` (seconds) or
+        ``at`` (aware datetime or epoch seconds) hold the task until then.
         """
         spec = self._spec(role, data, name=name, task_id=task_id, depends_on=depends_on,
                           on_failure=on_failure, max_attempts=max_attempts,
-                          result_ttl=result_ttl)
+                          result_ttl=result_ttl, backoff=backoff, timeout=timeout,
+                          delay=delay, at=at)
         await self._run_enqueue(enqueue_args([spec]))
         return spec.id
 
     async def enqueue_many(self, role: str, items: Iterable[Any], *,
                            names: Sequence[str] | None = None,
                            max_attempts: int | None = None,
-                           result_ttl: int | None = None) -> list[str]:
-        """Enqueue many tasks of one role, pipelined; returns their ids in order."""
+                           result_ttl: int | None = None, **options: Any) -> list[str]:
+        """Enqueue many tasks of one role, pipelined; returns their ids in order.
+
+        ``options``: enqueue's ``backoff``, ``timeout``, ``delay`` and ``at``, for each task.
+        """
         specs = self._specs(role, items, names, max_attempts=max_attempts,
-                            result_ttl=result_ttl)
+                            result_ttl=result_ttl, **options)
         batches = self._batches(specs)
         async with self.redis.pipeline(transaction=False) as pipe:
             for args in batches:
@@ -174,8 +219,8 @@ class AsyncClient(_Base):
     async def cancel(self, task_id: str, reason: str | None = None) -> bool:
         """Cancel a task that is not final (its dependents settle as for a failure).
 
-        Returns False when it was already final. A running handler is not
-        interrupted; its outcome is dropped.
+        Returns False when it was already final. A running async handler is
+        cancelled (a sync one runs to its end); its outcome is dropped either way.
         """
         reply = await self.scripts.cancel(keys=[self.keys.base],
                                           args=self._cancel_args(task_id, reason))
@@ -206,6 +251,7 @@ class AsyncClient(_Base):
                 pipe.xlen(self.keys.stream(role))
                 pipe.xinfo_groups(self.keys.stream(role))
                 pipe.scard(self.keys.waiting(role))
+                pipe.zcard(self.keys.scheduled(role))
             replies = await pipe.execute(raise_on_error=False)
         return self._queue_rows(roles, replies, alive)
 
@@ -235,6 +281,67 @@ class AsyncClient(_Base):
         return [parse_worker(wid.decode(), info, score, now_ms - score <= limit)
                 for (wid, score), info in zip(entries, infos)]
 
+    async def dead_letters(self, role: str | None = None, limit: int = 100) -> list[DeadLetter]:
+        """The newest dead letters first (of one role if given)."""
+        out: list[DeadLetter] = []
+        end = "+"
+        while len(out) < limit:
+            rows = await self.redis.xrevrange(self.keys.dead, max=end, count=max(limit, 100))
+            out += [d for d in (parse_dead_letter(e, f) for e, f in rows)
+                    if role is None or d.role == role]
+            if len(rows) < max(limit, 100):
+                break
+            end = "(" + rows[-1][0].decode()
+        return out[:limit]
+
+    async def dead_letter(self, id: str) -> DeadLetter:
+        """The dead letter of a task (by task id, or by its entry id on ``{P}:dead``)."""
+        entry = id if _ENTRY_ID.match(id) else await self.redis.hget(
+            self.keys.task(check_task_id(id)), "dead")
+        rows = await self.redis.xrange(self.keys.dead, min=entry, max=entry) if entry else []
+        if not rows:
+            raise UnknownTaskError(f"no dead letter for {id}")
+        return parse_dead_letter(*rows[0])
+
+    async def retry_dead(self, task_ids: Sequence[str] | None = None) -> DeadRetry:
+        """Run dead-lettered tasks again with a fresh attempt budget (all when no ids).
+
+        A graph's task is retried with its graph's ``retry_failed()``, which also
+        re-runs what its failure cancelled.
+        """
+        report = DeadRetry()
+        if task_ids is not None:
+            ids = [check_task_id(t) for t in task_ids]
+            for i in range(0, len(ids), _BATCH):
+                await self._retry_dead_batch(ids[i:i + _BATCH], report)
+            return report
+        start = "-"
+        while rows := await self.redis.xrange(self.keys.dead, min=start, count=_BATCH):
+            await self._retry_dead_batch(self._dead_page(rows, report), report)
+            start = "(" + rows[-1][0].decode()
+        return report
+
+    async def _retry_dead_batch(self, ids: list[str], report: DeadRetry) -> None:
+        retried, graphs, skipped = await self.scripts.dead_retry(keys=[self.keys.base],
+                                                                 args=ids)
+        report.retried += int(retried)
+        report.skipped.update(_pairs(skipped))
+        for gid in graphs:
+            report.retried += await self.graph(gid.decode()).retry_failed()
+
+    async def purge_dead(self, ids: Sequence[str] | None = None) -> int:
+        """Forget dead letters (all when no ids); the tasks' hashes expire with their TTL."""
+        if ids is None:
+            n = int(await self.redis.xlen(self.keys.dead))
+            await self.redis.delete(self.keys.dead)
+            return n
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for given in ids:
+                pipe.hget(self.keys.task(given), "dead")
+            fields = await pipe.execute()
+        entries = self._dead_entry_ids(ids, fields)
+        return int(await self.redis.xdel(self.keys.dead, *entries)) if entries else 0
+
 
 class Client(_Base):
     """The blocking producer, for scripts and web apps (Flask, Django); AsyncClient's methods."""
@@ -262,25 +369,34 @@ class Client(_Base):
     def enqueue(self, role: str, data: Any = None, *, name: str | None = None,
                 task_id: str | None = None, depends_on: Iterable[str | Dep] = (),
                 on_failure: OnFailure = "cancel", max_attempts: int | None = None,
-                result_ttl: int | None = None) -> str:
+                result_ttl: int | None = None, backoff: float | None = None,
+                timeout: float | None = None, delay: float | dt.timedelta | None = None,
+                at: dt.datetime | float | None = None) -> str:
         """Put one task on ``role``'s queue (or WAITING on ``depends_on``); returns its id.
 
         ``on_failure`` says what this task does if a prerequisite fails: end
         CANCELLED (default), ``"run"`` anyway, or ``"ignore"`` it; ``Dep`` sets it per edge.
+        ``max_attempts``, ``backoff`` (seconds before the first retry) and ``timeout``
+        (seconds per attempt) override the worker's defaults; ``delay`` (seconds) or
+        ``at`` (aware datetime or epoch seconds) hold the task until then.
         """
         spec = self._spec(role, data, name=name, task_id=task_id, depends_on=depends_on,
                           on_failure=on_failure, max_attempts=max_attempts,
-                          result_ttl=result_ttl)
+                          result_ttl=result_ttl, backoff=backoff, timeout=timeout,
+                          delay=delay, at=at)
         raise_for_script_error(
             self.scripts.enqueue(keys=[self.keys.base], args=enqueue_args([spec])))
         return spec.id
 
     def enqueue_many(self, role: str, items: Iterable[Any], *,
                      names: Sequence[str] | None = None, max_attempts: int | None = None,
-                     result_ttl: int | None = None) -> list[str]:
-        """Enqueue many tasks of one role, pipelined; returns their ids in order."""
+                     result_ttl: int | None = None, **options: Any) -> list[str]:
+        """Enqueue many tasks of one role, pipelined; returns their ids in order.
+
+        ``options``: enqueue's ``backoff``, ``timeout``, ``delay`` and ``at``, for each task.
+        """
         specs = self._specs(role, items, names, max_attempts=max_attempts,
-                            result_ttl=result_ttl)
+                            result_ttl=result_ttl, **options)
         batches = self._batches(specs)
         with self.redis.pipeline(transaction=False) as pipe:
             for args in batches:
@@ -307,8 +423,8 @@ class Client(_Base):
     def cancel(self, task_id: str, reason: str | None = None) -> bool:
         """Cancel a task that is not final (its dependents settle as for a failure).
 
-        Returns False when it was already final. A running handler is not
-        interrupted; its outcome is dropped.
+        Returns False when it was already final. A running async handler is
+        cancelled (a sync one runs to its end); its outcome is dropped either way.
         """
         reply = self.scripts.cancel(keys=[self.keys.base], args=self._cancel_args(task_id, reason))
         return _cancelled(task_id, reply)
@@ -334,6 +450,7 @@ class Client(_Base):
                 pipe.xlen(self.keys.stream(role))
                 pipe.xinfo_groups(self.keys.stream(role))
                 pipe.scard(self.keys.waiting(role))
+                pipe.zcard(self.keys.scheduled(role))
             replies = pipe.execute(raise_on_error=False)
         return self._queue_rows(roles, replies, alive)
 
@@ -363,6 +480,67 @@ class Client(_Base):
         return [parse_worker(wid.decode(), info, score, now_ms - score <= limit)
                 for (wid, score), info in zip(entries, infos)]
 
+    def dead_letters(self, role: str | None = None, limit: int = 100) -> list[DeadLetter]:
+        """The newest dead letters first (of one role if given)."""
+        out: list[DeadLetter] = []
+        end = "+"
+        while len(out) < limit:
+            rows = self.redis.xrevrange(self.keys.dead, max=end, count=max(limit, 100))
+            out += [d for d in (parse_dead_letter(e, f) for e, f in rows)
+                    if role is None or d.role == role]
+            if len(rows) < max(limit, 100):
+                break
+            end = "(" + rows[-1][0].decode()
+        return out[:limit]
+
+    def dead_letter(self, id: str) -> DeadLetter:
+        """The dead letter of a task (by task id, or by its entry id on ``{P}:dead``)."""
+        entry = id if _ENTRY_ID.match(id) else self.redis.hget(
+            self.keys.task(check_task_id(id)), "dead")
+        rows = self.redis.xrange(self.keys.dead, min=entry, max=entry) if entry else []
+        if not rows:
+            raise UnknownTaskError(f"no dead letter for {id}")
+        return parse_dead_letter(*rows[0])
+
+    def retry_dead(self, task_ids: Sequence[str] | None = None) -> DeadRetry:
+        """Run dead-lettered tasks again with a fresh attempt budget (all when no ids).
+
+        A graph's task is retried with its graph's ``retry_failed()``, which also
+        re-runs what its failure cancelled.
+        """
+        report = DeadRetry()
+        if task_ids is not None:
+            ids = [check_task_id(t) for t in task_ids]
+            for i in range(0, len(ids), _BATCH):
+                self._retry_dead_batch(ids[i:i + _BATCH], report)
+            return report
+        start = "-"
+        while rows := self.redis.xrange(self.keys.dead, min=start, count=_BATCH):
+            self._retry_dead_batch(self._dead_page(rows, report), report)
+            start = "(" + rows[-1][0].decode()
+        return report
+
+    def _retry_dead_batch(self, ids: list[str], report: DeadRetry) -> None:
+        retried, graphs, skipped = self.scripts.dead_retry(keys=[self.keys.base],
+                                                                 args=ids)
+        report.retried += int(retried)
+        report.skipped.update(_pairs(skipped))
+        for gid in graphs:
+            report.retried += self.graph(gid.decode()).retry_failed()
+
+    def purge_dead(self, ids: Sequence[str] | None = None) -> int:
+        """Forget dead letters (all when no ids); the tasks' hashes expire with their TTL."""
+        if ids is None:
+            n = int(self.redis.xlen(self.keys.dead))
+            self.redis.delete(self.keys.dead)
+            return n
+        with self.redis.pipeline(transaction=False) as pipe:
+            for given in ids:
+                pipe.hget(self.keys.task(given), "dead")
+            fields = pipe.execute()
+        entries = self._dead_entry_ids(ids, fields)
+        return int(self.redis.xdel(self.keys.dead, *entries)) if entries else 0
+
 
 def _redis_ms(reply: tuple[int, int]) -> float:
     return reply[0] * 1000 + reply[1] / 1000
@@ -374,6 +552,10 @@ def _cancelled(task_id: str, reply: Any) -> bool:
     if before is None:
         raise UnknownTaskError(f"unknown task {task_id} (never enqueued, or its result expired)")
     return int(reply[1]) > 0
+
+
+def _pairs(flat: Sequence[Any]) -> dict[str, str]:
+    return {flat[i].decode(): flat[i + 1].decode() for i in range(0, len(flat), 2)}
 
 
 def _int(value: Any) -> int:

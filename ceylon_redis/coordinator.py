@@ -7,6 +7,9 @@ number of coordinators read it through the consumer group ``coordinators``;
 is counted exactly once. A coordinator that dies leaves its unacknowledged
 events pending; a live one claims them after ``worker_timeout`` seconds.
 
+It also queues scheduled tasks as they fall due (as workers do too) and
+trims dead letters older than ``dead_letter_ttl``.
+
 Releasing dependents is not the coordinator's job: ``finish`` does it
 atomically (see docs/architecture.md), so a DAG flows with no coordinator.
 Run one with ``ceylon-redis coordinator``, ``ceylon-redis worker --coordinator``,
@@ -28,6 +31,7 @@ from loguru import logger
 
 from .connection import async_redis
 from .keys import COORDINATOR_GROUP, Keys
+from .scheduler import run_scheduler
 from .scripts import Scripts
 from .settings import Settings, redact_url
 from .stats import stale_minute_fields
@@ -65,11 +69,14 @@ class Coordinator:
         logger.info("coordinator {} started: redis={}", self.id, redact_url(self.settings.url))
         self.ready.set()
         chores = asyncio.create_task(self._chores(), name="ceylon-redis-coordinator-chores")
+        scheduler = asyncio.create_task(
+            run_scheduler(self.scripts, self.keys, self.settings, self._stopping, self.id),
+            name="ceylon-redis-coordinator-scheduler")
         try:
             await self._consume()
         finally:
             chores.cancel()
-            await asyncio.gather(chores, return_exceptions=True)
+            await asyncio.gather(chores, scheduler, return_exceptions=True)
             try:
                 await self.redis.zrem(self.keys.coordinators, self.id)
                 await self._forget_consumer(self.id)
@@ -121,15 +128,22 @@ class Coordinator:
         return applied
 
     async def _chores(self) -> None:
-        """Heartbeat, take over dead coordinators' events, prune old per-minute counts."""
+        """Heartbeat, take over dead coordinators' events, prune old per-minute counts
+        and dead letters older than ``dead_letter_ttl``."""
         while True:
             await asyncio.sleep(self.settings.heartbeat_interval * random.uniform(0.8, 1.0))
             try:
                 await self._heartbeat()
                 await self._claim_orphans()
                 await self._prune()
+                await self._trim_dead_letters()
             except _CONNECTION_ERRORS as exc:
                 logger.warning("coordinator {}: chores failed ({}); retrying", self.id, exc)
+
+    async def _trim_dead_letters(self) -> None:
+        sec, _ = await self.redis.time()
+        oldest_ms = (sec - self.settings.dead_letter_ttl) * 1000
+        await self.redis.xtrim(self.keys.dead, minid=f"{oldest_ms}-0", approximate=True)
 
     async def _heartbeat(self) -> None:
         sec, usec = await self.redis.time()

@@ -10,6 +10,8 @@
     ├── DependencyError          a prerequisite that is unknown, failed or cancelled
     ├── ScriptError              a Lua script answered with an unexpected code
     └── TaskTimeoutError         wait() ran out of time (also a builtin TimeoutError)
+
+    Retry                        raised by a handler: run this task again (after ``delay``)
 """
 
 from __future__ import annotations
@@ -48,6 +50,19 @@ class ScriptError(CeylonRedisError):
 
 class TaskTimeoutError(CeylonRedisError, TimeoutError):
     """wait() gave up before the task reached a final state."""
+
+
+class Retry(Exception):
+    """Raise in a handler to have the task run again, after ``delay`` seconds if given
+    (else the task's backoff). It spends an attempt: out of attempts, the task fails.
+    """
+
+    def __init__(self, reason: str = "retry requested", *, delay: float | None = None) -> None:
+        if delay is not None and (isinstance(delay, bool) or not isinstance(delay, (int, float))
+                                  or not delay >= 0):
+            raise ValueError(f"Retry delay must be a number of seconds >= 0, not {delay!r}")
+        super().__init__(reason)
+        self.delay = delay
 
 
 def raise_for_script_error(reply: object) -> None:

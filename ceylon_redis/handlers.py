@@ -10,14 +10,17 @@ import inspect
 import time
 import traceback
 from collections.abc import Callable
-from concurrent.futures import Executor
+from concurrent.futures import Executor, Future
 from dataclasses import dataclass
 from typing import Any
 
 from .codec import encode
-from .errors import EncodeError, ValidationError
+from .errors import EncodeError, Retry, ValidationError
 from .keys import check_name
 from .process import ProcessRequest, ProcessWorker, TaskContext, _current
+
+FINAL, NOT_RETRYABLE, BACKOFF = "n", "x", "b"
+"""How the finish script treats a failed attempt (else: retry after that many ms)."""
 
 
 @dataclass(frozen=True)
@@ -27,7 +30,9 @@ class Outcome:
     status: str  # COMPLETED or FAILED
     output: bytes
     error: str
-    retryable: bool
+    retry: str = FINAL
+    """FINAL: as reported; NOT_RETRYABLE: dead-letter it; BACKOFF or ms: retry while
+    attempts are left."""
 
 
 @dataclass
@@ -40,9 +45,30 @@ class Handler:
     is_async: bool
     process_worker: ProcessWorker | None = None
 
-    async def run(self, ctx: TaskContext, data: Any, executor: Executor | None) -> Outcome:
-        """Run the handler for one task and turn what it did into an Outcome."""
+    async def run(self, ctx: TaskContext, data: Any, executor: Executor | None,
+                  timeout: float | None = None,
+                  on_thread: Callable[[Future[Any]], None] | None = None) -> Outcome:
+        """Run the handler for one task and turn what it did into an Outcome.
+
+        Past ``timeout`` seconds the attempt fails with a timeout error: an async
+        handler is cancelled; a sync one cannot be, and its thread (handed to
+        ``on_thread``) runs on with its result discarded.
+        """
         token = _current.set(ctx)
+        try:
+            if timeout is None:
+                return await self._call(ctx, data, executor, on_thread)
+            try:
+                return await asyncio.wait_for(self._call(ctx, data, executor, on_thread),
+                                              timeout)
+            except asyncio.TimeoutError:
+                return Outcome("FAILED", b"", f"TaskTimeout: the attempt ran past its "
+                               f"timeout of {timeout:g} s", BACKOFF)
+        finally:
+            _current.reset(token)
+
+    async def _call(self, ctx: TaskContext, data: Any, executor: Executor | None,
+                    on_thread: Callable[[Future[Any]], None] | None) -> Outcome:
         try:
             if self.process_worker is not None:
                 value = await self.process_worker._processor(
@@ -51,16 +77,22 @@ class Handler:
             if self.is_async:
                 value = await self.func(data)
             else:
-                loop = asyncio.get_running_loop()
                 call = functools.partial(contextvars.copy_context().run, self.func, data)
-                value = await loop.run_in_executor(executor, call)
+                if executor is None:
+                    value = await asyncio.get_running_loop().run_in_executor(None, call)
+                else:
+                    thread = executor.submit(call)
+                    if on_thread is not None:
+                        on_thread(thread)
+                    value = await asyncio.wrap_future(thread)
             return _encoded(True, value)
         except asyncio.CancelledError:
             raise
+        except Retry as exc:
+            retry = BACKOFF if exc.delay is None else str(round(exc.delay * 1000))
+            return Outcome("FAILED", b"", f"Retry: {exc}", retry)
         except Exception as exc:
-            return Outcome("FAILED", b"", _describe(exc), retryable=True)
-        finally:
-            _current.reset(token)
+            return Outcome("FAILED", b"", _describe(exc), BACKOFF)
 
 
 def _request(ctx: TaskContext, data: Any) -> ProcessRequest:
@@ -72,6 +104,7 @@ def _request(ctx: TaskContext, data: Any) -> ProcessRequest:
 
 
 def _process_outcome(value: Any) -> Outcome:
+    """A processor's ``(False, payload)`` is an outcome it reported, not a failure to retry."""
     if isinstance(value, tuple) and len(value) == 2 and isinstance(value[0], bool):
         success, output = value
         return _encoded(success, output, error="" if success else "processor reported failure")
@@ -82,8 +115,8 @@ def _encoded(success: bool, value: Any, error: str = "") -> Outcome:
     try:
         payload = encode(value, "output") if value is not None else b""
     except EncodeError as exc:
-        return Outcome("FAILED", b"", f"EncodeError: {exc}", retryable=False)
-    return Outcome("COMPLETED" if success else "FAILED", payload, error, retryable=False)
+        return Outcome("FAILED", b"", f"EncodeError: {exc}", NOT_RETRYABLE)
+    return Outcome("COMPLETED" if success else "FAILED", payload, error, FINAL)
 
 
 def _describe(exc: BaseException) -> str:

@@ -11,6 +11,8 @@ key                            type    written by           read by
 ``{P}:task:<id>:dependents``   set     enqueue              finish (release)
 ``{P}:stream:<role>``          stream  enqueue, finish      worker (group)
 ``{P}:waiting:<role>``         set     enqueue, finish      ``queues``, stats
+``{P}:scheduled:<role>``       zset    enqueue, finish      promote (scheduler)
+``{P}:dead``                   stream  finish, start, reap  ``dead`` CLI, client
 ``{P}:roles``                  set     enqueue, worker      CLI ``queues``
 ``{P}:workers``                zset    worker heartbeat     recovery, CLI
 ``{P}:worker:<id>``            hash    worker               CLI ``workers``
@@ -21,7 +23,8 @@ key                            type    written by           read by
 ``{P}:coordinators``           zset    coordinator          ``queues``, ``stats``
 =============================  ======  ===================  ==================
 
-Channels: ``{P}:reply:<client-id>`` carries completions to waiting clients.
+Channels: ``{P}:reply:<client-id>`` carries completions to waiting clients;
+``{P}:control`` tells workers to cancel a running task.
 """
 
 from __future__ import annotations
@@ -96,6 +99,18 @@ class Keys:
 
     def waiting(self, role: str) -> str:
         return f"{self.base}waiting:{role}"
+
+    def scheduled(self, role: str) -> str:
+        return f"{self.base}scheduled:{role}"
+
+    @property
+    def dead(self) -> str:
+        return f"{self.base}dead"
+
+    @property
+    def control(self) -> str:
+        """Channel on which workers are told to cancel a running task."""
+        return f"{self.base}control"
 
     def graph(self, graph_id: str) -> str:
         return f"{self.base}graph:{graph_id}"

@@ -19,6 +19,8 @@ class TaskStatus(str, Enum):
     WAITING = "WAITING"
     """Enqueued; waits for prerequisites to complete."""
     PENDING = "WAITING"  # Ceylon's name for the same state (an alias)
+    SCHEDULED = "SCHEDULED"
+    """Held until a time: enqueued with a delay, or a retry waiting out its backoff."""
     QUEUED = "QUEUED"
     """On its role's stream, ready for a worker."""
     RUNNING = "RUNNING"
@@ -57,7 +59,14 @@ class TaskInfo(BaseModel):
     status: TaskStatus
     attempt: int = 0
     """Attempts started so far (a worker crash counts as one)."""
-    max_attempts: int = 1
+    max_attempts: int | None = None
+    """None: the worker's default (``Settings.max_attempts``) applies."""
+    timeout: float | None = None
+    """Seconds an attempt may run, if enqueued with its own limit."""
+    due_at: dt.datetime | None = None
+    """When a SCHEDULED task (or a delayed one still waiting) is due to run."""
+    dead_letter: str | None = None
+    """The entry id of its dead letter, once it was given up."""
     worker: str | None = None
     """The worker that ran (or runs) the latest attempt."""
     depends_on: list[str] = Field(default_factory=list)
@@ -112,6 +121,31 @@ class QueueInfo(BaseModel):
     workers_alive: int
     waiting: int = 0
     """Tasks of this role waiting for prerequisites."""
+    scheduled: int = 0
+    """Tasks of this role held until a time (delayed, or retrying after a backoff)."""
+
+
+class DeadLetter(BaseModel):
+    """A task given up (out of attempts, failed for good, lost too often) or a malformed entry."""
+
+    id: str
+    """The entry id on ``{P}:dead``."""
+    task_id: str
+    role: str
+    name: str = ""
+    reason: str
+    """Why it was given up."""
+    error: str = ""
+    """Its last error."""
+    attempts: int = 0
+    at: dt.datetime | None = None
+
+
+class DeadRetry(BaseModel):
+    """What ``retry_dead`` did: tasks queued again, and those it skipped with why."""
+
+    retried: int = 0
+    skipped: dict[str, str] = Field(default_factory=dict)
 
 
 GraphStatus = Literal["running", "completed", "failed", "cancelled"]

@@ -12,6 +12,7 @@ from .codec import decode, encode
 from .errors import UnknownTaskError, ValidationError
 from .keys import GROUP, check_name, check_task_id
 from .models import (
+    DeadLetter,
     GraphInfo,
     GraphStatus,
     OnFailure,
@@ -59,9 +60,14 @@ class TaskSpec:
     id: str
     name: str = ""
     depends_on: Sequence[tuple[str, OnFailure]] = ()
-    max_attempts: int = 1
+    max_attempts: int | None = None
+    """None: the worker's default applies."""
     ttl: int = 86400
     reply_to: str = ""
+    backoff_ms: int | None = None
+    timeout_ms: int | None = None
+    due: str = ""
+    """When to run: '' as soon as ready, '+ms' from enqueue, or epoch ms (Redis's clock)."""
 
     @property
     def prerequisites(self) -> list[str]:
@@ -69,8 +75,42 @@ class TaskSpec:
 
     def args(self) -> list[Any]:
         edges = [x for dep, policy in self.depends_on for x in (dep, _POLICY_CODES[policy])]
-        return [self.id, self.role, self.name, self.data, self.max_attempts, self.ttl,
-                self.reply_to, len(self.depends_on), *edges]
+        return [self.id, self.role, self.name, self.data, _opt(self.max_attempts), self.ttl,
+                self.reply_to, _opt(self.backoff_ms), _opt(self.timeout_ms), self.due,
+                len(self.depends_on), *edges]
+
+
+def _opt(value: int | None) -> Any:
+    return "" if value is None else value
+
+
+def _seconds(name: str, value: float | dt.timedelta | None, *, positive: bool) -> int | None:
+    """``value`` seconds as whole milliseconds; ValidationError naming ``name`` if out of range."""
+    if value is None:
+        return None
+    secs = value.total_seconds() if isinstance(value, dt.timedelta) else value
+    if isinstance(secs, bool) or not isinstance(secs, (int, float)) or secs != secs:
+        raise ValidationError(f"{name} must be a number of seconds, not {value!r}")
+    if secs < 0 or (positive and secs == 0):
+        raise ValidationError(f"{name} must be {'positive' if positive else 'at least 0'}, "
+                              f"not {secs}")
+    return round(secs * 1000)
+
+
+def due_arg(delay: float | dt.timedelta | None, at: dt.datetime | float | None) -> str:
+    """The enqueue script's ``due``: ``delay`` from now on Redis's clock, or ``at`` absolute."""
+    if delay is not None and at is not None:
+        raise ValidationError("give delay or at, not both")
+    if at is not None:
+        if isinstance(at, dt.datetime):
+            if at.tzinfo is None:
+                raise ValidationError(f"at={at!r} has no time zone: give an aware datetime")
+            return str(round(at.timestamp() * 1000))
+        if isinstance(at, bool) or not isinstance(at, (int, float)):
+            raise ValidationError(f"at must be a datetime or epoch seconds, not {at!r}")
+        return str(round(at * 1000))
+    ms = _seconds("delay", delay, positive=False)
+    return f"+{ms}" if ms else ""
 
 
 def _edges(depends_on: Iterable[str | Dep], default: OnFailure) -> list[tuple[str, OnFailure]]:
@@ -88,6 +128,8 @@ def make_spec(settings: Settings, role: str, data: Any, *, name: str | None = No
               task_id: str | None = None, depends_on: Iterable[str | Dep] = (),
               on_failure: OnFailure = "cancel",
               max_attempts: int | None = None, result_ttl: int | None = None,
+              backoff: float | None = None, timeout: float | None = None,
+              delay: float | dt.timedelta | None = None, at: dt.datetime | float | None = None,
               what: str = "data") -> TaskSpec:
     """Validate and encode one task; raises ValidationError/EncodeError naming the problem."""
     check_name("role", role)
@@ -98,14 +140,18 @@ def make_spec(settings: Settings, role: str, data: Any, *, name: str | None = No
             f"payload of task {tid} is {len(payload)} bytes, over the limit of "
             f"{settings.max_payload_bytes} (Settings.max_payload_bytes)")
     deps = _edges(depends_on, on_failure)
-    attempts = settings.max_attempts if max_attempts is None else int(max_attempts)
-    if attempts < 1:
-        raise ValidationError(f"max_attempts must be at least 1, not {attempts}")
+    if max_attempts is not None and (isinstance(max_attempts, bool)
+                                     or not isinstance(max_attempts, int) or max_attempts < 1):
+        raise ValidationError(f"max_attempts must be an integer of at least 1, "
+                              f"not {max_attempts!r}")
     label = name if name is not None else ""
     if not isinstance(label, str) or "\n" in label or len(label) > 256:
         raise ValidationError(f"task name must be one line of at most 256 characters: {label!r}")
     return TaskSpec(role=role, data=payload, id=tid, name=label, depends_on=deps,
-                    max_attempts=attempts, ttl=result_ttl or settings.result_ttl)
+                    max_attempts=max_attempts, ttl=result_ttl or settings.result_ttl,
+                    backoff_ms=_seconds("backoff", backoff, positive=False),
+                    timeout_ms=_seconds("timeout", timeout, positive=True),
+                    due=due_arg(delay, at))
 
 
 @dataclass(frozen=True)
@@ -120,6 +166,8 @@ class TaskDef:
     max_attempts: int | None = None
     on_failure: OnFailure = "cancel"
     """Policy of this task's edges that are plain ids (a Dep brings its own)."""
+    backoff: float | None = None
+    timeout: float | None = None
 
 
 def graph_specs(settings: Settings, tasks: Sequence[TaskDef]) -> list[TaskSpec]:
@@ -128,7 +176,8 @@ def graph_specs(settings: Settings, tasks: Sequence[TaskDef]) -> list[TaskSpec]:
 
     specs = [make_spec(settings, t.role, t.data, name=t.name, task_id=t.id,
                        depends_on=t.depends_on, max_attempts=t.max_attempts,
-                       on_failure=t.on_failure, what=f"tasks[{i}].data")
+                       on_failure=t.on_failure, backoff=t.backoff, timeout=t.timeout,
+                       what=f"tasks[{i}].data")
              for i, t in enumerate(tasks)]
     check_acyclic({s.id: s.prerequisites for s in specs})
     return specs
@@ -183,7 +232,11 @@ def parse_task(task_id: str, raw: Mapping[bytes, bytes]) -> TaskInfo:
     return TaskInfo(
         id=task_id, role=_text(f.get("role", b"")), name=_text(f.get("name", b"")),
         status=status, attempt=int(f.get("attempt") or 0),
-        max_attempts=int(f.get("max_attempts") or 1),
+        max_attempts=int(f["max_attempts"]) if f.get("max_attempts") else None,
+        timeout=int(f["timeout"]) / 1000 if f.get("timeout") else None,
+        due_at=_time(f.get("due_at")) if status is TaskStatus.SCHEDULED or (
+            status is TaskStatus.WAITING) else None,
+        dead_letter=_text(f["dead"]) if f.get("dead") else None,
         worker=_text(f["worker"]) if f.get("worker") else None,
         depends_on=_text(f.get("depends_on", b"")).split(),
         graph=_text(f["graph"]) if f.get("graph") else None,
@@ -210,8 +263,17 @@ def parse_watch(task_id: str, reply: Sequence[Any]) -> TaskResult | None:
     return result_from_fields(task_id, status, reply[1], _text(reply[2]) if reply[2] else None)
 
 
+def parse_dead_letter(entry_id: Any, fields: Mapping[bytes, bytes]) -> DeadLetter:
+    """A DeadLetter from one entry of ``{P}:dead``."""
+    f = {_text(k): _text(v) for k, v in fields.items()}
+    return DeadLetter(id=_text(entry_id), task_id=f.get("task", ""), role=f.get("role", ""),
+                      name=f.get("name", ""), reason=f.get("reason", ""),
+                      error=f.get("error", ""), attempts=int(f.get("attempts") or 0),
+                      at=_time(f.get("at")))
+
+
 def parse_queue(role: str, xlen: int, groups: Any, alive_roles: list[list[str]],
-                waiting: int = 0) -> QueueInfo:
+                waiting: int = 0, scheduled: int = 0) -> QueueInfo:
     """One role's QueueInfo from XLEN, XINFO GROUPS, the live workers' roles, SCARD waiting."""
     pending = consumers = 0
     for group in groups or []:
@@ -219,7 +281,7 @@ def parse_queue(role: str, xlen: int, groups: Any, alive_roles: list[list[str]],
         if _text(g.get("name", b"")) == GROUP:
             pending, consumers = int(g.get("pending", 0)), int(g.get("consumers", 0))
     return QueueInfo(role=role, ready=max(0, xlen - pending), running=pending,
-                     consumers=consumers, waiting=waiting,
+                     consumers=consumers, waiting=waiting, scheduled=scheduled,
                      workers_alive=sum(1 for roles in alive_roles if role in roles))
 
 
@@ -264,14 +326,17 @@ class Started:
     outputs: dict[str, bytes] | None = None
     failed: dict[str, str] | None = None
     reason: str = ""
+    timeout: float | None = None
+    """Seconds this attempt may run, when the task was enqueued with a timeout."""
 
 
 def parse_started(item: Sequence[Any]) -> Started:
     tid, attempt = _text(item[0]), int(item[1])
     if attempt == 0:
         return Started(tid, 0, reason=_text(item[2]))
-    n_failed = int(item[4])
-    cut = 5 + 2 * n_failed
-    failed = {_text(item[i]): _text(item[i + 1]) for i in range(5, cut, 2)}
+    timeout = int(item[4]) / 1000 if item[4] else None
+    n_failed = int(item[5])
+    cut = 6 + 2 * n_failed
+    failed = {_text(item[i]): _text(item[i + 1]) for i in range(6, cut, 2)}
     outputs = {_text(item[i]): item[i + 1] for i in range(cut, len(item), 2)}
-    return Started(tid, attempt, _text(item[2]), item[3], outputs, failed)
+    return Started(tid, attempt, _text(item[2]), item[3], outputs, failed, timeout=timeout)

@@ -30,7 +30,20 @@ class Settings:
     result_ttl: int = 24 * 3600
     """Seconds a finished task's hash (status, result) is kept."""
     max_attempts: int = 1
-    """Attempts a task gets by default (a worker crash counts as one)."""
+    """Attempts a task gets unless enqueued with its own: the worker's setting applies.
+    Attempts lost to a crashed worker have their own budget (3) apart from these."""
+    retry_backoff: float = 1.0
+    """Seconds before the first retry of a failed attempt, doubling each retry (0: at once)."""
+    retry_backoff_max: float = 600.0
+    """Longest wait between two attempts, in seconds."""
+    retry_jitter: float = 0.5
+    """Fraction of each backoff taken off at random, so failed tasks do not retry in step."""
+    task_timeout: float | None = None
+    """Seconds an attempt may run unless enqueued with its own ``timeout`` (None: no limit)."""
+    dead_letter_ttl: int = 7 * 24 * 3600
+    """Seconds a dead-lettered task's hash is kept (if longer than its result TTL)."""
+    schedule_poll: float = 0.5
+    """Most seconds between two looks for due scheduled tasks (delayed ones, retries)."""
     worker_timeout: float = 30.0
     """Seconds without a heartbeat after which a worker is presumed dead and its tasks re-queued."""
     heartbeat_interval: float = 5.0
@@ -48,6 +61,14 @@ class Settings:
             raise ValidationError("max_attempts must be at least 1")
         if self.heartbeat_interval <= 0 or self.worker_timeout <= self.heartbeat_interval:
             raise ValidationError("worker_timeout must exceed heartbeat_interval, both positive")
+        if self.retry_backoff < 0 or self.retry_backoff_max < 0:
+            raise ValidationError("retry_backoff and retry_backoff_max must not be negative")
+        if not 0 <= self.retry_jitter <= 1:
+            raise ValidationError("retry_jitter must be between 0 and 1")
+        if self.task_timeout is not None and self.task_timeout <= 0:
+            raise ValidationError("task_timeout must be positive (or None for no limit)")
+        if self.dead_letter_ttl <= 0 or self.schedule_poll <= 0:
+            raise ValidationError("dead_letter_ttl and schedule_poll must be positive")
 
     @classmethod
     def from_env(cls, url: str | None = None, prefix: str | None = None,
@@ -59,10 +80,17 @@ class Settings:
             "prefix": prefix or env.get("CEYLON_REDIS_PREFIX") or DEFAULT_PREFIX,
         }
         for name, conv in (("result_ttl", int), ("max_attempts", int),
-                           ("worker_timeout", float), ("heartbeat_interval", float)):
+                           ("worker_timeout", float), ("heartbeat_interval", float),
+                           ("retry_backoff", float), ("retry_backoff_max", float),
+                           ("retry_jitter", float), ("task_timeout", float),
+                           ("dead_letter_ttl", int)):
             raw = env.get(f"CEYLON_REDIS_{name.upper()}")
             if raw:
-                values[name] = conv(raw)
+                try:
+                    values[name] = conv(raw)
+                except ValueError:
+                    raise ValidationError(
+                        f"CEYLON_REDIS_{name.upper()}={raw!r} is not a number") from None
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
 

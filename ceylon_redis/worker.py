@@ -18,7 +18,7 @@ import random
 import socket
 import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,10 +28,11 @@ from loguru import logger
 from .codec import decode
 from .connection import async_redis
 from .coordinator import Coordinator
-from .handlers import Handler, Outcome, handlers_from
+from .handlers import FINAL, NOT_RETRYABLE, Handler, Outcome, handlers_from
 from .keys import GROUP, Keys
 from .process import TaskContext
 from .protocol import parse_started
+from .scheduler import run_scheduler
 from .scripts import Scripts
 from .settings import Settings, redact_url
 
@@ -49,9 +50,19 @@ class _Consumer:
     id: str
     concurrency: int
     inflight: dict[str, asyncio.Task[None]] = field(default_factory=dict)
+    """Running attempts by entry id."""
+    running: dict[str, str] = field(default_factory=dict)
+    """Entry id of each running attempt by task id."""
+    cancel_requested: set[str] = field(default_factory=set)
+    stragglers: int = 0
+    """Sync handler threads still running after their attempt ended (timeout, cancel)."""
     slot_freed: asyncio.Event = field(default_factory=asyncio.Event)
     processed: int = 0
     failed: int = 0
+
+    @property
+    def free(self) -> int:
+        return self.concurrency - len(self.inflight) - self.stragglers
 
     @property
     def role(self) -> str:
@@ -127,6 +138,10 @@ class Worker:
         self.ready.set()
         finisher = asyncio.create_task(self._finisher(), name="ceylon-redis-finisher")
         beat = asyncio.create_task(self._heartbeat_loop(), name="ceylon-redis-heartbeat")
+        control = asyncio.create_task(self._listen_for_cancels(), name="ceylon-redis-control")
+        scheduler = asyncio.create_task(
+            run_scheduler(self.scripts, self.keys, self.settings, self._stopping,
+                          self.consumers[0].id), name="ceylon-redis-scheduler")
         readers = [asyncio.create_task(self._consume(c), name=f"ceylon-redis-read-{c.id}")
                    for c in self.consumers]
         try:
@@ -138,9 +153,9 @@ class Worker:
                 r.cancel()
             await self._drain()
             await self._done.join()
-            finisher.cancel()
-            beat.cancel()
-            await asyncio.gather(finisher, beat, return_exceptions=True)
+            for t in (finisher, beat, control):
+                t.cancel()
+            await asyncio.gather(finisher, beat, control, scheduler, return_exceptions=True)
             await self._give_back_and_deregister()
             if coordinating is not None:
                 await coordinating
@@ -167,7 +182,7 @@ class Worker:
         stream = self.keys.stream(c.role)
         backoff = 0.1
         while not self._stopping.is_set():
-            free = c.concurrency - len(c.inflight)
+            free = c.free
             if free <= 0:
                 c.slot_freed.clear()
                 await self._wait_either(c.slot_freed.wait())
@@ -234,27 +249,93 @@ class Worker:
             except Exception as exc:  # bad data fails its task, not the worker
                 logger.error("worker {}: task {} has undecodable data: {}", c.id, tid, exc)
                 await self._done.put(_Done(c, tid, entry, attempt, Outcome(
-                    "FAILED", b"", f"undecodable task data: {exc}", retryable=False)))
+                    "FAILED", b"", f"undecodable task data: {exc}", NOT_RETRYABLE)))
                 continue
             ctx = TaskContext(id=tid, role=c.role, name=started.name, attempt=attempt,
                               worker=c.id, dependency_data=deps,
                               failed_dependencies=started.failed or {})
-            c.inflight[entry] = asyncio.create_task(self._run(c, ctx, entry, data))
+            timeout = started.timeout or self.settings.task_timeout
+            c.running[tid] = entry
+            c.inflight[entry] = asyncio.create_task(self._run(c, ctx, entry, data, timeout))
 
-    async def _run(self, c: _Consumer, ctx: TaskContext, entry: str, data: Any) -> None:
+    async def _run(self, c: _Consumer, ctx: TaskContext, entry: str, data: Any,
+                   timeout: float | None) -> None:
+        threads: list[Future[Any]] = []
         try:
-            outcome = await c.handler.run(ctx, data, self._executor)
-            if outcome.status == "COMPLETED":
-                c.processed += 1
+            try:
+                outcome = await c.handler.run(ctx, data, self._executor, timeout, threads.append)
+            except asyncio.CancelledError:
+                if ctx.id not in c.cancel_requested:
+                    raise
+                _uncancel()
+                outcome = Outcome("FAILED", b"", "cancelled while running", FINAL)
             else:
-                c.failed += 1
+                if outcome.status == "COMPLETED":
+                    c.processed += 1
+                else:
+                    c.failed += 1
             # Waits when the finisher lags, so recording applies back-pressure to reading.
             await self._done.put(_Done(c, ctx.id, entry, ctx.attempt, outcome))
         finally:
             # The slot frees once the outcome is handed over, so the next read overlaps
-            # with recording this batch.
+            # with recording this batch; a sync thread that runs on keeps its slot.
             c.inflight.pop(entry, None)
+            c.running.pop(ctx.id, None)
+            c.cancel_requested.discard(ctx.id)
+            if threads and not threads[0].done():
+                self._hold_slot(c, ctx.id, threads[0])
             c.slot_freed.set()
+
+    def _hold_slot(self, c: _Consumer, task_id: str, thread: Future[Any]) -> None:
+        """Keep a slot taken until the thread of an abandoned sync attempt returns."""
+        loop = asyncio.get_running_loop()
+        c.stragglers += 1
+        logger.warning("worker {}: the thread of task {} runs on after its attempt ended "
+                       "(sync handlers cannot be interrupted); its slot stays taken", c.id,
+                       task_id)
+
+        def release() -> None:
+            c.stragglers -= 1
+            c.slot_freed.set()
+
+        thread.add_done_callback(lambda _: loop.call_soon_threadsafe(release))
+
+    def cancel_task(self, task_id: str, why: str) -> bool:
+        """Cancel the running attempt of ``task_id`` here, if any (its outcome is dropped)."""
+        for c in self.consumers:
+            task = c.inflight.get(c.running.get(task_id, ""))
+            if task is not None and not task.done():
+                c.cancel_requested.add(task_id)
+                task.cancel()
+                logger.info("worker {}: task {} cancelled while running ({})", c.id, task_id,
+                            why)
+                return True
+        return False
+
+    async def _listen_for_cancels(self) -> None:
+        """Cancel running attempts as ``cancel`` announces them on the control channel."""
+        ids = set(self.ids)
+        backoff = 0.5
+        while True:
+            pubsub = self.redis.pubsub()
+            try:
+                await pubsub.subscribe(self.keys.control)
+                backoff = 0.5
+                while True:
+                    msg = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+                    if msg is None:
+                        continue
+                    verb, _, rest = msg["data"].decode().partition(" ")
+                    wid, _, tid = rest.partition(" ")
+                    if verb == "cancel" and wid in ids:
+                        self.cancel_task(tid, "cancel requested")
+            except _CONNECTION_ERRORS as exc:
+                logger.warning("control channel lost ({}); resubscribing in {:.1f} s", exc,
+                               backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+            finally:
+                await pubsub.aclose()
 
     async def _finisher(self) -> None:
         """Record outcomes in batches: one script call per role for whatever has piled up."""
@@ -270,25 +351,44 @@ class Worker:
 
     async def _record(self, batch: list[_Done]) -> None:
         by_consumer: dict[_Consumer, list[Any]] = {}
+        errors: dict[str, str] = {}
         for d in batch:
             o = d.outcome
-            by_consumer.setdefault(d.consumer, [d.consumer.role, d.consumer.id]).extend(
-                (d.task_id, d.entry, d.attempt, o.status, o.output, o.error,
-                 "1" if o.retryable else "0"))
-        backoff = 0.1
+            if d.consumer not in by_consumer:
+                by_consumer[d.consumer] = [d.consumer.role, d.consumer.id,
+                                           random.getrandbits(31), *self._retry_defaults]
+            by_consumer[d.consumer].extend(
+                (d.task_id, d.entry, d.attempt, o.status, o.output, o.error, o.retry))
+            errors[d.task_id] = o.error
+        backoff, began = 0.1, time.monotonic()
         while True:
             try:
                 replies = await self._call_each(self.scripts.finish, list(by_consumer.values()))
                 break
             except _CONNECTION_ERRORS as exc:
+                if self._stopping.is_set() and time.monotonic() - began > self.grace:
+                    logger.error("could not record {} results in {} s ({}); giving up: the "
+                                 "reaper re-runs those tasks", len(batch), self.grace, exc)
+                    return
                 logger.warning("could not record {} results ({}); retrying in {:.1f} s",
                                len(batch), exc, backoff)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
-        for refused in replies:
+        for refused, dead in replies:
             for tid in refused:
                 logger.warning("result of task {} refused: this attempt no longer owns it",
                                tid.decode())
+            for i in range(0, len(dead), 2):
+                tid = dead[i].decode()
+                logger.error("task {} dead-lettered: {}; last error: {}", tid,
+                             dead[i + 1].decode(), errors.get(tid, "")[:500])
+
+    @property
+    def _retry_defaults(self) -> list[Any]:
+        """The finish script's worker defaults: attempts, backoff, its cap, jitter, DLQ TTL."""
+        s = self.settings
+        return [s.max_attempts, round(s.retry_backoff * 1000), round(s.retry_backoff_max * 1000),
+                s.retry_jitter, s.dead_letter_ttl]
 
     async def _call_each(self, script: Any, arg_lists: list[list[Any]]) -> list[Any]:
         """Run ``script`` once per argument list: directly for one (EVALSHA alone), else piped."""
@@ -316,7 +416,8 @@ class Worker:
         try:
             for c in self.consumers:
                 requeued, failed = await self.scripts.requeue(
-                    keys=[self.keys.base], args=[c.id, f"worker {c.id} stopped", c.role])
+                    keys=[self.keys.base],
+                    args=[c.id, f"worker {c.id} stopped", self.settings.dead_letter_ttl, c.role])
                 if requeued or failed:
                     logger.info("worker {} gave back {} tasks ({} failed, lost too often)",
                                 c.id, requeued, failed)
@@ -339,10 +440,12 @@ class Worker:
             args: list[Any] = [c.id, len(info)]
             for k, v in info.items():
                 args.extend((k, v))
-            for entry in list(c.inflight):
-                args.extend((c.role, entry))
+            for tid, entry in list(c.running.items()):
+                args.extend((c.role, entry, tid))
             arg_lists.append(args)
-        await self._call_each(self.scripts.heartbeat, arg_lists)
+        for _, gone in await self._call_each(self.scripts.heartbeat, arg_lists):
+            for tid in gone:
+                self.cancel_task(tid.decode(), "no longer this worker's: cancelled or reclaimed")
 
     async def _heartbeat_loop(self) -> None:
         interval = self.settings.heartbeat_interval
@@ -356,9 +459,17 @@ class Worker:
                 logger.warning("heartbeat failed ({}); retrying", exc)
 
 
+def _uncancel() -> None:
+    """Forget a cancellation this task has handled (Python 3.11+ counts them)."""
+    task = asyncio.current_task()
+    if task is not None and hasattr(task, "uncancel"):
+        task.uncancel()
+
+
 async def reap_dead_workers(scripts: Scripts, keys: Keys, settings: Settings) -> int:
     """Give back the tasks of every worker whose heartbeat lapsed; returns how many were reaped."""
-    reply = await scripts.reap(keys=[keys.base], args=[int(settings.worker_timeout * 1000)])
+    reply = await scripts.reap(keys=[keys.base], args=[int(settings.worker_timeout * 1000),
+                                                       settings.dead_letter_ttl])
     for i in range(0, len(reply), 3):
         logger.warning("worker {} presumed dead (no heartbeat for {} s): {} tasks re-queued, "
                        "{} failed (lost too often)", reply[i].decode(), settings.worker_timeout,

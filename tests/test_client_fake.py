@@ -32,6 +32,7 @@ from ceylon_redis import (
 
 
 def settings_for(prefix: str, **changes: Any) -> Settings:
+    changes.setdefault("retry_backoff", 0.05)
     return Settings(prefix=prefix, block_ms=50, **changes)
 
 
@@ -431,22 +432,19 @@ async def test_flaky_handler_succeeds_on_a_later_attempt(client: AsyncClient,
     assert (result.success, result.output) == (True, 2)
 
 
-async def test_settings_max_attempts_is_the_default(
-        fake_async: fakeredis.FakeAsyncRedis, prefix: str, run_worker: Any) -> None:
-    client = AsyncClient(redis=fake_async, settings=settings_for(prefix, max_attempts=2))
-    calls = 0
+async def test_the_workers_max_attempts_applies_to_tasks_without_their_own(
+        client: AsyncClient, prefix: str, run_worker: Any) -> None:
+    calls: dict[str, int] = {}
 
     async def failing(data: Any) -> None:
-        nonlocal calls
-        calls += 1
+        calls[data] = calls.get(data, 0) + 1
         raise RuntimeError("x")
 
-    try:
-        async with run_worker(failing):
-            await client.wait(await client.enqueue("role"), timeout=5)
-    finally:
-        await client.close()
-    assert calls == 2
+    async with run_worker(failing, settings=settings_for(prefix, max_attempts=2)):
+        await client.wait_many([await client.enqueue("role", "default"),
+                                await client.enqueue("role", "own", max_attempts=3)], timeout=5)
+    assert calls == {"default": 2, "own": 3}
+    assert (await client.get(await client.enqueue("role", "x"))).max_attempts is None
 
 
 # --- the worker's life ---------------------------------------------------------------------

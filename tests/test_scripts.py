@@ -64,13 +64,22 @@ class Env:
         items = self.start(consumer, pairs, role)
         return {it[0].decode(): (entry, int(it[1])) for (entry, _), it in zip(pairs, items)}
 
+    defaults: tuple[Any, ...] = (1, 0, 600_000, 0.5, 604_800)
+    """The finish script's worker defaults: attempts, backoff ms, its cap, jitter, DLQ TTL."""
+    dead: list[str] | None = None
+
     def finish(self, consumer: str, *results: tuple[Any, ...], role: str = "role") -> list[str]:
-        """results: (task id, entry, attempt, status, output, error, retryable)."""
-        args: list[Any] = [role, consumer]
+        """results: (task id, entry, attempt, status, output, error, retry), where retry is
+        the script's code ('n', 'x', 'b', ms) or True (backoff) / False (not retryable).
+        Returns the refused ids; ``self.dead`` gets the dead-lettered ones."""
+        args: list[Any] = [role, consumer, 42, *self.defaults]
         for res in results:
-            tid, entry, attempt, status, output, error, retryable = res
-            args += [tid, entry, attempt, status, output, error, "1" if retryable else "0"]
-        return [t.decode() for t in self.run("finish", args)]
+            tid, entry, attempt, status, output, error, retry = res
+            code = retry if isinstance(retry, str) else "b" if retry else "x"
+            args += [tid, entry, attempt, status, output, error, code]
+        refused, dead = self.run("finish", args)
+        self.dead = [t.decode() for t in dead[::2]]
+        return [t.decode() for t in refused]
 
     def h(self, tid: str) -> dict[str, str]:
         """The task hash with text fields decoded (data/output left as bytes)."""
@@ -247,8 +256,8 @@ def test_start_marks_running_and_counts_the_attempt(env: Env) -> None:
     pairs = env.read("c1")
     items = env.start("c1", pairs)
     assert len(items) == 1
-    tid, attempt, name, data, failed = items[0]
-    assert failed == 0
+    tid, attempt, name, data, timeout, failed = items[0]
+    assert (timeout, failed) == (b"", 0)
     assert (tid, attempt, name) == (b"t1", 1, b"nm")
     assert decode(data) == {"k": "v"}
     h = env.h("t1")
@@ -335,8 +344,8 @@ def test_start_returns_prerequisites_outputs(env: Env) -> None:
     pairs = env.read("c1")
     (item,) = env.start("c1", pairs)
     assert item[:2] == [b"c", 1]
-    assert item[4] == 0  # no failed prerequisites
-    deps = dict(zip(item[5::2], item[6::2]))
+    assert item[4:6] == [b"", 0]  # no timeout of its own, no failed prerequisites
+    deps = dict(zip(item[6::2], item[7::2]))
     assert decode(deps[b"a"]) == {"from": "a"}
     assert deps[b"b"] == b""
 
@@ -507,7 +516,7 @@ def test_requeue_gives_back_a_consumers_entries(env: Env) -> None:
     env.start("c1", pairs[:1])  # 'run' RUNNING, 'read' delivered but not started
     other = env.take("c2")["other"]
     old = {t: e for e, t in pairs}
-    assert env.run("requeue", ["c1", "worker c1 stopped", "role", "nostream"]) == [2, 0]
+    assert env.run("requeue", ["c1", "worker c1 stopped", 604800, "role", "nostream"]) == [2, 0]
     run, read = env.h("run"), env.h("read")
     assert run["status"] == read["status"] == "QUEUED"
     assert run["entry"] != old["run"] and read["entry"] != old["read"]
@@ -538,11 +547,11 @@ def test_a_crash_does_not_spend_attempts_but_a_poison_task_is_failed(env: Env) -
     env.enqueue({"id": "once", "max_attempts": 1}, {"id": "dep", "depends_on": ["once"]})
     for lost in range(1, 4):                 # lost with its worker three times: re-queued
         env.take("c1")
-        assert env.run("requeue", ["c1", "worker c1 stopped", "role"]) == [1, 0]
+        assert env.run("requeue", ["c1", "worker c1 stopped", 604800, "role"]) == [1, 0]
         assert env.h("once")["status"] == "QUEUED"
         assert env.h("once")["crashes"] == str(lost)
     env.take("c1")                           # the fourth loss is one too many
-    assert env.run("requeue", ["c1", "worker c1 stopped", "role"]) == [0, 1]
+    assert env.run("requeue", ["c1", "worker c1 stopped", 604800, "role"]) == [0, 1]
     h = env.h("once")
     assert h["status"] == "FAILED"
     assert h["attempt"] == "4"
@@ -567,7 +576,7 @@ def test_reap_requeues_the_entries_of_a_dead_worker_only(env: Env) -> None:
     f_entry, _ = env.take("fresh")["f1"]
     _register(env, "dead", 60_000)
     _register(env, "fresh", 0)
-    reply = env.run("reap", [30_000])
+    reply = env.run("reap", [30_000, 604800])
     assert reply == [b"dead", 1, 0]
     d1, f1 = env.h("d1"), env.h("f1")
     assert d1["status"] == "QUEUED"
@@ -581,7 +590,7 @@ def test_reap_requeues_the_entries_of_a_dead_worker_only(env: Env) -> None:
     assert not env.r.exists(env.k.worker("dead"))
     assert env.r.exists(env.k.worker("fresh"))
     # idempotent
-    assert env.run("reap", [30_000]) == []
+    assert env.run("reap", [30_000, 604800]) == []
     assert env.finish("dead", ("d1", d_entry, 1, "COMPLETED", "", "", False)) == ["d1"]
 
 
@@ -589,11 +598,11 @@ def test_reap_gives_back_entries_of_an_unregistered_idle_consumer(env: Env) -> N
     env.enqueue({"id": "t1", "max_attempts": 2})
     env.r.sadd(env.k.roles, "role")
     entry, _ = env.take("ghost")["t1"]
-    assert env.run("reap", [60_000]) == []  # not idle long enough
+    assert env.run("reap", [60_000, 604800]) == []  # not idle long enough
     assert env.pending("ghost") == [entry]
     assert env.h("t1")["status"] == "RUNNING"
     time.sleep(0.01)
-    assert env.run("reap", [1]) == [b"ghost", 1, 0]
+    assert env.run("reap", [1, 604800]) == [b"ghost", 1, 0]
     assert env.h("t1")["status"] == "QUEUED"
     assert env.h("t1")["entry"] != entry
     assert env.pending("ghost") == []
@@ -603,7 +612,7 @@ def test_reap_without_registered_roles_uses_all_roles(env: Env) -> None:
     env.enqueue({"id": "t1", "role": "a", "max_attempts": 2})
     env.take("w", role="a")
     env.r.zadd(env.k.workers, {"w": env.now_ms() - 100_000})  # no worker hash
-    assert env.run("reap", [30_000]) == [b"w", 1, 0]
+    assert env.run("reap", [30_000, 604800]) == [b"w", 1, 0]
     assert env.h("t1")["status"] == "QUEUED"
 
 
@@ -649,10 +658,22 @@ def test_enqueue_with_reply_to_records_it(env: Env) -> None:
 def test_heartbeat_registers_the_worker(env: Env) -> None:
     env.enqueue({"id": "t1"})
     entry, _ = env.take("w1")["t1"]
-    now = env.run("heartbeat", ["w1", 2, "roles", "role", "pid", 42, "role", entry])
+    now, gone = env.run("heartbeat", ["w1", 2, "roles", "role", "pid", 42, "role", entry, "t1"])
+    assert gone == []
     assert abs(now - env.now_ms()) < 5000
     assert env.r.zscore(env.k.workers, "w1") == now
     info = env.r.hgetall(env.k.worker("w1"))
     assert info[b"roles"] == b"role" and info[b"pid"] == b"42"
     assert int(info[b"heartbeat_at"]) == now
     assert env.pending("w1") == [entry]
+
+
+def test_heartbeat_names_running_tasks_that_are_no_longer_the_workers(env: Env) -> None:
+    env.enqueue({"id": "t1"}, {"id": "t2"})
+    taken = env.take("w1")
+    env.run("cancel", ["stop it", "", "t1"])
+    args = ["w1", 0]
+    for tid, (entry, _) in sorted(taken.items()):
+        args += ["role", entry, tid]
+    _, gone = env.run("heartbeat", args)
+    assert gone == [b"t1"]

@@ -300,8 +300,9 @@ def test_make_spec_encodes_and_fills_defaults() -> None:
     assert len(spec.id) == 32
     assert spec.prerequisites == ["d1", "d2"]
     assert list(spec.depends_on) == [("d1", "cancel"), ("d2", "cancel")]
-    assert (spec.max_attempts, spec.ttl, spec.name) == (2, 99, "")
-    assert spec.args() == [spec.id, "role", "", spec.data, 2, 99, "", 2, "d1", "c", "d2", "c"]
+    assert (spec.max_attempts, spec.ttl, spec.name) == (None, 99, "")  # the worker's default
+    assert spec.args() == [spec.id, "role", "", spec.data, "", 99, "", "", "", "", 2,
+                           "d1", "c", "d2", "c"]
     other = make_spec(s, "role", None, name="n", task_id="given", max_attempts=5, result_ttl=7)
     assert (other.id, other.name, other.max_attempts, other.ttl) == ("given", "n", 5, 7)
 
@@ -458,6 +459,8 @@ PUBLIC_API = [
     "CeylonRedisError",
     "Client",
     "Coordinator",
+    "DeadLetter",
+    "DeadRetry",
     "Dep",
     "DependencyError",
     "EncodeError",
@@ -469,6 +472,7 @@ PUBLIC_API = [
     "ProcessWorker",
     "QueueInfo",
     "Record",
+    "Retry",
     "RoleStats",
     "Settings",
     "Stats",

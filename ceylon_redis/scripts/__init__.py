@@ -16,7 +16,7 @@ from typing import Any
 
 _INCLUDE = re.compile(r"^--!include (\S+)$", re.MULTILINE)
 NAMES = ("enqueue", "start", "finish", "requeue", "reap", "heartbeat", "watch", "cancel",
-         "graph_retry", "stats")
+         "graph_retry", "stats", "promote", "dead_retry")
 
 
 @functools.cache
@@ -41,6 +41,8 @@ class Scripts:
     cancel: Any
     graph_retry: Any
     stats: Any
+    promote: Any
+    dead_retry: Any
 
     @classmethod
     def register(cls, redis: Any) -> Scripts:

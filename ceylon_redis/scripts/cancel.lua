@@ -4,9 +4,10 @@
 -- ARGV[1]  reason, ARGV[2] graph id ('' for none), then task ids (ignored
 --          when a graph is named: then its every task is cancelled)
 -- Returns  {'OK', cancelled, {id, status before, ...}} or {'ERR', 'UNKNOWN', detail}
--- A WAITING or QUEUED task never runs; a RUNNING one's outcome is dropped
--- when its worker reports it. Each named task gets this reason; dependents
--- not named are settled as for a failure ("dependency X cancelled: ...").
+-- A WAITING, SCHEDULED or QUEUED task never runs. A RUNNING one's worker is
+-- told on {P}:control ("cancel <worker> <task id>") to cancel its handler,
+-- and its outcome is dropped when reported. Each named task gets this reason;
+-- dependents not named are settled as for a failure ("dependency X cancelled: ...").
 --!include common.lua
 
 local base, reason, gid = KEYS[1], ARGV[1], ARGV[2]
@@ -34,10 +35,12 @@ for _, tid in ipairs(ids) do
   end
 end
 for _, tid in ipairs(ids) do
-  local f = redis.call('HMGET', task_key(base, tid), 'status', 'entry', 'role')
-  if f[1] == 'CANCELLING' or f[1] == 'QUEUED' or f[1] == 'RUNNING' then
+  local f = redis.call('HMGET', task_key(base, tid), 'status', 'entry', 'role', 'worker')
+  if f[1] == 'CANCELLING' or f[1] == 'QUEUED' or f[1] == 'RUNNING' or f[1] == 'SCHEDULED' then
     if f[1] == 'QUEUED' and f[2] then
       redis.call('XDEL', stream_key(base, f[3]), f[2])
+    elseif f[1] == 'RUNNING' and f[4] then
+      redis.call('PUBLISH', base .. 'control', 'cancel ' .. f[4] .. ' ' .. tid)
     end
     cancelled = cancelled + finalize(base, tid, 'CANCELLED', '', reason, now, false)
   end

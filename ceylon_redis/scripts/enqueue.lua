@@ -4,30 +4,36 @@
 -- ARGV[1]  graph id ('' for none), ARGV[2] the graph's TTL in seconds,
 -- ARGV[3]  number of tasks N, then for each task, in order:
 --          id, role, name, data (msgpack), max_attempts, ttl, reply_to,
+--          backoff (first retry delay, ms), timeout (ms), due (when to run:
+--          '+ms' from now or absolute ms on Redis's clock),
 --          D (number of prerequisites), then D pairs: prerequisite id, policy
 --          (c = cancel this task if it fails, r = run anyway, i = ignore the edge)
+--          max_attempts, backoff, timeout and due may be '': the worker's
+--          defaults apply, and the task runs as soon as it is ready.
 --          A prerequisite may be a task earlier or later in the same call.
--- Returns  {'OK', queued, waiting}
+-- Returns  {'OK', ready (queued or scheduled), waiting}
 --          {'ERR', 'EXISTS'|'UNKNOWN'|'DEPENDENCY'|'INVALID', detail}; nothing written
 --!include common.lua
 
+local OPTIONAL_FIELDS = {'max_attempts', 'reply_to', 'backoff', 'timeout'}
 local base, gid, gttl = KEYS[1], ARGV[1], ARGV[2]
 local n = tonumber(ARGV[3])
 local tasks, in_batch = {}, {}
 local i = 4
 for t = 1, n do
   local task = {id = ARGV[i], role = ARGV[i + 1], name = ARGV[i + 2], data = ARGV[i + 3],
-                max_attempts = ARGV[i + 4], ttl = ARGV[i + 5], reply_to = ARGV[i + 6]}
-  local d = tonumber(ARGV[i + 7])
+                max_attempts = ARGV[i + 4], ttl = ARGV[i + 5], reply_to = ARGV[i + 6],
+                backoff = ARGV[i + 7], timeout = ARGV[i + 8], due = ARGV[i + 9]}
+  local d = tonumber(ARGV[i + 10])
   task.deps, task.policy = {}, {}
   for k = 1, d do
-    local dep, policy = ARGV[i + 6 + 2 * k], ARGV[i + 7 + 2 * k]
+    local dep, policy = ARGV[i + 9 + 2 * k], ARGV[i + 10 + 2 * k]
     if policy ~= 'c' and policy ~= 'r' and policy ~= 'i' then
       return {'ERR', 'INVALID', 'unknown failure policy ' .. policy .. ' on ' .. dep}
     end
     task.deps[k], task.policy[dep] = dep, policy
   end
-  i = i + 8 + 2 * d
+  i = i + 11 + 2 * d
   if in_batch[task.id] then
     return {'ERR', 'INVALID', 'task id ' .. task.id .. ' appears twice in one call'}
   end
@@ -77,9 +83,17 @@ end
 for _, task in ipairs(tasks) do
   local hkey = task_key(base, task.id)
   redis.call('HSET', hkey, 'role', task.role, 'name', task.name, 'data', task.data,
-             'attempt', 0, 'max_attempts', task.max_attempts, 'ttl', task.ttl,
-             'enqueued_at', now)
-  if task.reply_to ~= '' then redis.call('HSET', hkey, 'reply_to', task.reply_to) end
+             'attempt', 0, 'ttl', task.ttl, 'enqueued_at', now)
+  for _, field in ipairs(OPTIONAL_FIELDS) do
+    if task[field] ~= '' then redis.call('HSET', hkey, field, task[field]) end
+  end
+  local due_at
+  if task.due ~= '' then
+    local due_ms = tonumber(task.due)
+    if string.sub(task.due, 1, 1) == '+' then due_ms = now_ms() + tonumber(string.sub(task.due, 2)) end
+    due_at = string.format('%.3f', due_ms / 1000)
+    redis.call('HSET', hkey, 'due_at', due_at)
+  end
   if #task.deps > 0 then
     redis.call('HSET', hkey, 'depends_on', table.concat(task.deps, ' '))
     local soft = {}
@@ -95,7 +109,7 @@ for _, task in ipairs(tasks) do
   end
   redis.call('SADD', base .. 'roles', task.role)
   if #task.pending == 0 then
-    push_ready(base, task.id, hkey, task.role)
+    release(base, task.id, hkey, task.role, due_at, false)
     queued = queued + 1
   else
     park(base, task.id, hkey, task.role)

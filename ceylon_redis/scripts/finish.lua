@@ -1,30 +1,48 @@
 -- finish: record the outcome of attempts a worker ran, and ack their entries.
 --
 -- KEYS[1]  namespace base "{prefix}:"
--- ARGV[1]  role, ARGV[2] consumer, then seven per task:
+-- ARGV[1]  role, ARGV[2] consumer, ARGV[3] random seed (retry jitter),
+-- ARGV[4..7] the worker's defaults for tasks enqueued without their own:
+--          max_attempts, backoff (ms), longest backoff (ms), jitter (0..1),
+-- ARGV[8]  dead-letter TTL (seconds), then seven per task:
 --          task id, entry id, attempt, status (COMPLETED|FAILED), output, error,
---          retryable ('1' when the failure may be retried: attempts lost to
---          crashed workers do not count against max_attempts)
--- Returns  {refused task ids...}: attempts that no longer own their task
---          (reclaimed after the worker was presumed dead); the outcome of an
---          attempt whose task was cancelled while it ran is dropped quietly;
---          nothing of theirs is written, and an entry is acked only by the
---          consumer it is pending for.
+--          retry: 'n' final as reported (a processor's (False, payload) is an
+--          outcome, not a failure), 'x' failed and not retryable, 'b' retry
+--          after the task's backoff, or a number: retry after that many ms
+-- A failed attempt is retried while attempts - crashes < max_attempts
+-- (attempts lost to crashed workers have their own budget): SCHEDULED after
+-- min(longest, backoff * 2^(failures-1)) less up to `jitter` of it, at
+-- random; QUEUED at once when that is 0. A task out of attempts, or failed
+-- for good, goes to the dead-letter stream.
+-- Returns  {{refused task ids}, {dead-lettered task id, why, ...}}. Refused:
+--          attempts that no longer own their task (reclaimed after the worker
+--          was presumed dead); nothing of theirs is written, and an entry is
+--          acked only by the consumer it is pending for. The outcome of an
+--          attempt whose task was cancelled while it ran is dropped quietly.
 --!include common.lua
 
 local base = KEYS[1]
 local role, consumer = ARGV[1], ARGV[2]
+math.randomseed(tonumber(ARGV[3]))
+local default_attempts, default_backoff = tonumber(ARGV[4]), ARGV[5]
+local longest, jitter, dead_ttl = tonumber(ARGV[6]), tonumber(ARGV[7]), ARGV[8]
 local stream = stream_key(base, role)
 local now = now_str()
-local refused = {}
+local refused, dead = {}, {}
 
-for i = 3, #ARGV, 7 do
+local function retry_delay(retry, backoff, failures)
+  if retry ~= 'b' then return tonumber(retry) end
+  local delay = math.min(longest, tonumber(backoff or default_backoff) * 2 ^ (failures - 1))
+  return math.floor(delay * (1 - jitter * math.random()))
+end
+
+for i = 9, #ARGV, 7 do
   local tid, entry, attempt = ARGV[i], ARGV[i + 1], ARGV[i + 2]
-  local status, output, err, retryable = ARGV[i + 3], ARGV[i + 4], ARGV[i + 5], ARGV[i + 6]
+  local status, output, err, retry = ARGV[i + 3], ARGV[i + 4], ARGV[i + 5], ARGV[i + 6]
   local hkey = task_key(base, tid)
   local mine = #redis.call('XPENDING', stream, GROUP, entry, entry, 1, consumer) > 0
   local cur = redis.call('HMGET', hkey, 'status', 'attempt', 'worker', 'max_attempts', 'entry',
-                        'crashes')
+                         'crashes', 'backoff')
   local current = cur[1] == 'RUNNING' and cur[5] == entry
   if mine and (not current or (cur[2] == attempt and cur[3] == consumer)) then
     -- Our delivery, and either this attempt's or one the task has moved on from.
@@ -36,12 +54,27 @@ for i = 3, #ARGV, 7 do
   elseif not mine or not current or cur[2] ~= attempt or cur[3] ~= consumer then
     redis.call('HINCRBY', base .. 'counters', 'fenced', 1)
     table.insert(refused, tid)
-  elseif status == 'FAILED' and retryable == '1'
-         and tonumber(attempt) - tonumber(cur[6] or '0') < tonumber(cur[4] or '1') then
-    redis.call('HSET', hkey, 'error', err)
-    push_ready(base, tid, hkey, role)
-  else
+  elseif status == 'COMPLETED' or retry == 'n' then
     finalize(base, tid, status, output, err, now, true)
+  else
+    local failures = tonumber(attempt) - tonumber(cur[6] or '0')
+    local allowed = tonumber(cur[4] or default_attempts)
+    if retry ~= 'x' and failures < allowed then
+      redis.call('HSET', hkey, 'error', err)
+      local delay = retry_delay(retry, cur[7], failures)
+      if delay > 0 then
+        schedule(base, tid, hkey, role, now_ms() + delay, false)
+      else
+        push_ready(base, tid, hkey, role)
+      end
+    else
+      finalize(base, tid, 'FAILED', output, err, now, true)
+      local why = retry == 'x' and 'failed, not retryable'
+                  or ('out of attempts (' .. failures .. ' of ' .. allowed .. ')')
+      dead_letter(base, tid, why, err, now, dead_ttl)
+      table.insert(dead, tid)
+      table.insert(dead, why)
+    end
   end
 end
-return refused
+return {refused, dead}

@@ -9,6 +9,7 @@
 -- running. A task whose cancel-policy prerequisite failed outside the graph
 -- (and so is not retried) stays as it is, and so does what depends on it.
 -- Other completed tasks keep their outputs; the graph runs again, its TTL lifted.
+-- A retried task's dead letter is removed.
 --!include common.lua
 
 local base, gid = KEYS[1], ARGV[1]
@@ -69,15 +70,18 @@ local n = 0
 for _, tid in ipairs(ids) do
   if retry[tid] then
     local t, hkey = info[tid], task_key(base, tid)
+    local dead = redis.call('HGET', hkey, 'dead')
+    if dead then redis.call('XDEL', base .. 'dead', dead) end
     redis.call('HDEL', hkey, 'error', 'output', 'success', 'finished_at', 'failed_deps', 'entry',
-               'worker', 'started_at', 'crashes')
+               'worker', 'started_at', 'crashes', 'dead', 'due_at')
     redis.call('HSET', hkey, 'attempt', 0)
     redis.call('DEL', hkey .. ':deps')
     redis.call('HINCRBY', gkey, string.lower(t.status), -1)
     local pending, failed_deps = {}, {}
     for _, dep in ipairs(t.deps) do
       local st = status_of(dep)
-      if retry[dep] or st == 'WAITING' or st == 'QUEUED' or st == 'RUNNING' then
+      if retry[dep] or st == 'WAITING' or st == 'QUEUED' or st == 'RUNNING'
+         or st == 'SCHEDULED' then
         table.insert(pending, dep)
       elseif failed(st) and t.policy[dep] == 'r' then
         table.insert(failed_deps, dep)

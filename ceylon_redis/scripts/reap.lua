@@ -7,12 +7,12 @@
 -- number of processes at once: each step is idempotent.
 --
 -- KEYS[1]  namespace base "{prefix}:"
--- ARGV[1]  timeout in milliseconds
+-- ARGV[1]  timeout in milliseconds, ARGV[2] dead-letter TTL (seconds)
 -- Returns  flat list: worker id, requeued, failed, ... for each worker reaped
 --!include common.lua
 --!include requeue.lua
 
-local base, timeout = KEYS[1], tonumber(ARGV[1])
+local base, timeout, dead_ttl = KEYS[1], tonumber(ARGV[1]), ARGV[2]
 local now = now_str()
 local cutoff = now_ms() - timeout
 local reaped = {}
@@ -21,7 +21,8 @@ local function reap(wid, roles)
   local requeued, failed = 0, 0
   for _, role in ipairs(roles) do
     if redis.call('EXISTS', stream_key(base, role)) == 1 then
-      local r, f = requeue_consumer(base, role, wid, 'worker ' .. wid .. ' died', now)
+      local r, f = requeue_consumer(base, role, wid, 'worker ' .. wid .. ' died', now,
+                                      dead_ttl)
       requeued, failed = requeued + r, failed + f
     end
   end

@@ -4,8 +4,9 @@
 -- ARGV[1]  role, ARGV[2] consumer (worker id), then pairs: entry id, task id
 --          (task id '' for an entry without one)
 -- Returns  one item per pair, in order:
---          {task id, attempt, name, data, F, F pairs (failed prerequisite, its
---           error), then pairs (completed prerequisite, its output)}   run it
+--          {task id, attempt, name, data, timeout (ms, '' for the worker's),
+--           F, F pairs (failed prerequisite, its error), then pairs
+--           (completed prerequisite, its output)}                      run it
 --          {task id, 0, reason}                                       skip it
 --          The failed prerequisites are those of run-anyway edges.
 -- An entry whose task is gone, not QUEUED, or queued under another entry is
@@ -22,8 +23,9 @@ local function drop(entry, tid, reason, dead)
   redis.call('XACK', stream, GROUP, entry)
   redis.call('XDEL', stream, entry)
   if dead then
-    redis.call('XADD', base .. 'dead', 'MAXLEN', '~', 10000, '*',
-               'entry', entry, 'role', role, 'task', tid, 'reason', reason, 'at', now)
+    redis.call('XADD', base .. 'dead', 'MAXLEN', '~', DEAD_MAXLEN, '*', 'task', tid,
+               'role', role, 'name', '', 'reason', reason, 'error', '', 'attempts', '0',
+               'at', now, 'entry', entry)
   end
   return {tid, 0, reason}
 end
@@ -38,7 +40,7 @@ for i = 3, #ARGV, 2 do
   else
     local hkey = task_key(base, tid)
     local fields = redis.call('HMGET', hkey, 'status', 'entry', 'name', 'data', 'depends_on',
-                              'failed_deps')
+                              'failed_deps', 'timeout')
     local status = fields[1]
     if not status then
       table.insert(out, drop(entry, tid, 'entry names unknown task ' .. tid, true))
@@ -47,9 +49,9 @@ for i = 3, #ARGV, 2 do
     else
       local attempt = redis.call('HINCRBY', hkey, 'attempt', 1)
       redis.call('HSET', hkey, 'status', 'RUNNING', 'worker', consumer, 'started_at', now)
-      local item = {tid, attempt, fields[3] or '', fields[4] or '', 0}
+      local item = {tid, attempt, fields[3] or '', fields[4] or '', fields[7] or '', 0}
       for dep in string.gmatch(fields[6] or '', '%S+') do
-        item[5] = item[5] + 1
+        item[6] = item[6] + 1
         table.insert(item, dep)
         table.insert(item, redis.call('HGET', task_key(base, dep), 'error') or '')
       end

@@ -4,19 +4,23 @@
 
 local GROUP = 'workers'
 local EVENTS_MAXLEN = 1000000
+local DEAD_MAXLEN = 100000
 
-local now_cached
--- Now on Redis's clock, "seconds.milliseconds": one reading per script call.
+local clock
+-- Redis's clock, read once per script call: {seconds, microseconds}.
+local function redis_time()
+  if not clock then clock = redis.call('TIME') end
+  return clock
+end
+
+-- Now as "seconds.milliseconds", the form task hashes keep times in.
 local function now_str()
-  if not now_cached then
-    local t = redis.call('TIME')
-    now_cached = string.format('%d.%03d', t[1], math.floor(t[2] / 1000))
-  end
-  return now_cached
+  local t = redis_time()
+  return string.format('%d.%03d', t[1], math.floor(t[2] / 1000))
 end
 
 local function now_ms()
-  local t = redis.call('TIME')
+  local t = redis_time()
   return t[1] * 1000 + math.floor(t[2] / 1000)
 end
 
@@ -31,6 +35,7 @@ local function task_key(base, id) return base .. 'task:' .. id end
 local function stream_key(base, role) return base .. 'stream:' .. role end
 local function waiting_key(base, role) return base .. 'waiting:' .. role end
 local function graph_key(base, gid) return base .. 'graph:' .. gid end
+local function scheduled_key(base, role) return base .. 'scheduled:' .. role end
 
 -- Put a task on its role stream (status QUEUED); returns the entry id.
 -- `was_waiting`: it leaves the role's set of WAITING tasks.
@@ -45,6 +50,26 @@ end
 local function park(base, id, hkey, role)
   redis.call('HSET', hkey, 'status', 'WAITING')
   redis.call('SADD', waiting_key(base, role), id)
+end
+
+-- Hold a task until `due_ms` on Redis's clock (status SCHEDULED); the
+-- scheduler (promote.lua) queues it then.
+local function schedule(base, id, hkey, role, due_ms, was_waiting)
+  redis.call('ZADD', scheduled_key(base, role), due_ms, id)
+  redis.call('HSET', hkey, 'status', 'SCHEDULED', 'due_at', string.format('%.3f', due_ms / 1000))
+  redis.call('HDEL', hkey, 'entry')
+  if was_waiting then redis.call('SREM', waiting_key(base, role), id) end
+end
+
+-- A task whose prerequisites are settled: queued now, or scheduled when the
+-- time it was enqueued to run at (`due_at`, seconds) is still ahead.
+local function release(base, id, hkey, role, due_at, was_waiting)
+  local due_ms = due_at and math.floor(tonumber(due_at) * 1000)
+  if due_ms and due_ms > now_ms() then
+    schedule(base, id, hkey, role, due_ms, was_waiting)
+  else
+    push_ready(base, id, hkey, role, was_waiting)
+  end
 end
 
 -- Tell every client waiting on this task how it ended.
@@ -67,6 +92,23 @@ local function emit_event(base, id, role, status, attempt, wait_ms, run_ms, now)
     redis.call('XADD', events, 'MAXLEN', '~', EVENTS_MAXLEN, '*', 't', id, 'r', role,
                's', status, 'a', attempt or '0', 'w', wait_ms, 'x', run_ms, 'f', now)
   end
+end
+
+-- Put a FAILED task on the dead-letter stream with why it was given up and
+-- its last error. Its hash outlives the result TTL (`dead_ttl` seconds, if
+-- longer) so that it can be inspected and retried; a graph's tasks keep the
+-- graph's TTL.
+local function dead_letter(base, id, reason, err, now, dead_ttl)
+  local hkey = task_key(base, id)
+  local f = redis.call('HMGET', hkey, 'role', 'name', 'attempt', 'graph', 'ttl')
+  local entry = redis.call('XADD', base .. 'dead', 'MAXLEN', '~', DEAD_MAXLEN, '*',
+                           'task', id, 'role', f[1] or '', 'name', f[2] or '',
+                           'reason', reason, 'error', err or '', 'attempts', f[3] or '0',
+                           'at', now)
+  redis.call('HSET', hkey, 'dead', entry)
+  local ttl = tonumber(dead_ttl or '0')
+  if not f[4] and ttl > tonumber(f[5] or '86400') then redis.call('EXPIRE', hkey, ttl) end
+  return entry
 end
 
 -- Count a graph task's final state; when it was the graph's last, expire all
@@ -120,6 +162,8 @@ local function finalize(base, id, status, output, err, now, ran)
     redis.call('DEL', hkey .. ':deps')
     if f[8] == 'WAITING' or f[8] == 'CANCELLING' then
       redis.call('SREM', waiting_key(base, f[1] or ''), tid)
+    elseif f[8] == 'SCHEDULED' then
+      redis.call('ZREM', scheduled_key(base, f[1] or ''), tid)
     end
     notify(hkey, tid, st, er, out, f[4])
     local wait_ms, run_ms = '', ''
@@ -147,7 +191,8 @@ local function finalize(base, id, status, output, err, now, ran)
           end
           if redis.call('HDEL', dhkey .. ':deps', tid) == 1
              and redis.call('HLEN', dhkey .. ':deps') == 0 then
-            push_ready(base, dep, dhkey, redis.call('HGET', dhkey, 'role'), true)
+            local d = redis.call('HMGET', dhkey, 'role', 'due_at')
+            release(base, dep, dhkey, d[1], d[2], true)
           end
         end
       end

@@ -4,12 +4,12 @@
 -- A task lost while RUNNING counts a crash (field `crashes`); crashes have
 -- their own budget (`max_crashes`, default 3), apart from max_attempts, which
 -- only handler failures spend. A task lost more often than that ends FAILED
--- with the reason: it is likely what kills its workers. Returns the number
+-- with the reason, and is dead-lettered: it is likely what kills its workers. Returns the number
 -- of tasks re-queued, failed.
 
 local DEFAULT_MAX_CRASHES = 3
 
-local function requeue_consumer(base, role, consumer, reason, now)
+local function requeue_consumer(base, role, consumer, reason, now, dead_ttl)
   local stream = stream_key(base, role)
   local requeued, failed = 0, 0
   while true do
@@ -32,8 +32,11 @@ local function requeue_consumer(base, role, consumer, reason, now)
           local crashes = 0
           if cur[1] == 'RUNNING' then crashes = redis.call('HINCRBY', hkey, 'crashes', 1) end
           if crashes > tonumber(cur[4] or DEFAULT_MAX_CRASHES) then
-            finalize(base, tid, 'FAILED', '', reason .. ' during attempt ' .. cur[3] ..
-                     '; lost ' .. crashes .. ' times, given up', now)
+            local err = reason .. ' during attempt ' .. cur[3] .. '; lost ' .. crashes ..
+                        ' times, given up'
+            finalize(base, tid, 'FAILED', '', err, now)
+            dead_letter(base, tid, 'lost with its worker too often (a poison task?)', err, now,
+                        dead_ttl)
             failed = failed + 1
           else
             if cur[1] == 'RUNNING' then redis.call('HSET', hkey, 'error', reason) end

@@ -1,0 +1,34 @@
+-- promote: queue the SCHEDULED tasks whose time has come (delayed enqueues,
+-- retries waiting out their backoff).
+--
+-- KEYS[1]  namespace base "{prefix}:"
+-- ARGV[1]  most tasks to promote in this call
+-- Returns  {promoted, ms until the next scheduled task (-1: none), more (1 when
+--          the limit was reached and more are due)}
+-- Idempotent and safe from any number of workers and coordinators at once:
+-- a member leaves the set in the same script that queues its task.
+--!include common.lua
+
+local base, limit = KEYS[1], tonumber(ARGV[1])
+local now = now_ms()
+local promoted, next_due = 0, -1
+for _, role in ipairs(redis.call('SMEMBERS', base .. 'roles')) do
+  local zkey = scheduled_key(base, role)
+  if promoted < limit then
+    for _, tid in ipairs(redis.call('ZRANGEBYSCORE', zkey, '-inf', now, 'LIMIT', 0,
+                                    limit - promoted)) do
+      redis.call('ZREM', zkey, tid)
+      local hkey = task_key(base, tid)
+      if redis.call('HGET', hkey, 'status') == 'SCHEDULED' then
+        push_ready(base, tid, hkey, role)
+        promoted = promoted + 1
+      end
+    end
+  end
+  local first = redis.call('ZRANGE', zkey, 0, 0, 'WITHSCORES')
+  if #first > 0 then
+    local wait = math.max(0, tonumber(first[2]) - now)
+    if next_due < 0 or wait < next_due then next_due = wait end
+  end
+end
+return {promoted, next_due, promoted >= limit and 1 or 0}
