@@ -196,13 +196,15 @@ def enqueue_args(specs: Sequence[TaskSpec], graph_id: str = "", graph_ttl: int =
 
 
 def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
+    return value.decode(errors="replace") if isinstance(value, bytes) else str(value)
 
 
 def _time(value: Any) -> dt.datetime | None:
-    if not value:
+    """A Unix time field; None when absent or not a time (a hash edited by hand)."""
+    try:
+        return dt.datetime.fromtimestamp(float(_text(value)), tz=dt.timezone.utc)
+    except (ValueError, OverflowError, OSError):
         return None
-    return dt.datetime.fromtimestamp(float(_text(value)), tz=dt.timezone.utc)
 
 
 def _decode_or_none(value: Any) -> Any:
@@ -227,13 +229,23 @@ def parse_task(task_id: str, raw: Mapping[bytes, bytes]) -> TaskInfo:
         raise ValidationError(
             f"task {task_id} has an invalid status {f.get('status')!r} in Redis") from None
     error = _text(f["error"]) if f.get("error") else None
+
+    def number(name: str) -> int | None:
+        raw = f.get(name)
+        try:
+            return int(raw) if raw else None
+        except ValueError:
+            raise ValidationError(
+                f"task {task_id} has an invalid {name} {_text(raw)!r} in Redis") from None
+
+    timeout = number("timeout")
+
     result = (result_from_fields(task_id, status.value, f.get("output"), error)
               if status.is_final else None)
     return TaskInfo(
         id=task_id, role=_text(f.get("role", b"")), name=_text(f.get("name", b"")),
-        status=status, attempt=int(f.get("attempt") or 0),
-        max_attempts=int(f["max_attempts"]) if f.get("max_attempts") else None,
-        timeout=int(f["timeout"]) / 1000 if f.get("timeout") else None,
+        status=status, attempt=number("attempt") or 0, max_attempts=number("max_attempts"),
+        timeout=timeout / 1000 if timeout else None,
         due_at=_time(f.get("due_at")) if status is TaskStatus.SCHEDULED or (
             status is TaskStatus.WAITING) else None,
         dead_letter=_text(f["dead"]) if f.get("dead") else None,
@@ -265,10 +277,12 @@ def parse_watch(task_id: str, reply: Sequence[Any]) -> TaskResult | None:
 
 def parse_dead_letter(entry_id: Any, fields: Mapping[bytes, bytes]) -> DeadLetter:
     """A DeadLetter from one entry of ``{P}:dead``."""
-    f = {_text(k): _text(v) for k, v in fields.items()}
+    f = {_text(k): v.decode(errors="replace") if isinstance(v, bytes) else str(v)
+         for k, v in fields.items()}
     return DeadLetter(id=_text(entry_id), task_id=f.get("task", ""), role=f.get("role", ""),
                       name=f.get("name", ""), reason=f.get("reason", ""),
-                      error=f.get("error", ""), attempts=int(f.get("attempts") or 0),
+                      error=f.get("error", ""),
+                      attempts=int(f["attempts"]) if f.get("attempts", "").isdigit() else 0,
                       at=_time(f.get("at")))
 
 

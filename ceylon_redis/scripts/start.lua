@@ -46,6 +46,12 @@ for i = 3, #ARGV, 2 do
       table.insert(out, drop(entry, tid, 'entry names unknown task ' .. tid, true))
     elseif status ~= 'QUEUED' or fields[2] ~= entry then
       table.insert(out, drop(entry, tid, 'stale entry: task is ' .. status, false))
+    elseif not tonumber(redis.call('HGET', hkey, 'attempt') or '0') then
+      -- edited by hand into nonsense: fail it (settling its dependents), do not crash
+      local why = 'task hash is corrupt: attempt is not a number'
+      table.insert(out, drop(entry, tid, why, false))
+      finalize(base, tid, 'FAILED', '', why, now)
+      dead_letter(base, tid, why, '', now, 0)
     else
       local attempt = redis.call('HINCRBY', hkey, 'attempt', 1)
       redis.call('HSET', hkey, 'status', 'RUNNING', 'worker', consumer, 'started_at', now)

@@ -107,7 +107,7 @@ local function dead_letter(base, id, reason, err, now, dead_ttl)
                            'at', now)
   redis.call('HSET', hkey, 'dead', entry)
   local ttl = tonumber(dead_ttl or '0')
-  if not f[4] and ttl > tonumber(f[5] or '86400') then redis.call('EXPIRE', hkey, ttl) end
+  if not f[4] and ttl > (tonumber(f[5] or '') or 86400) then redis.call('EXPIRE', hkey, ttl) end
   return entry
 end
 
@@ -157,7 +157,7 @@ local function finalize(base, id, status, output, err, now, ran)
     if f[3] then
       graph_settled(base, f[3], st)
     else
-      redis.call('EXPIRE', hkey, tonumber(f[2] or '86400'))
+      redis.call('EXPIRE', hkey, tonumber(f[2] or '') or 86400)
     end
     redis.call('DEL', hkey .. ':deps')
     if f[8] == 'WAITING' or f[8] == 'CANCELLING' then
