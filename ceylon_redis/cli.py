@@ -56,12 +56,12 @@ def _friendly_errors(func: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return func(*args, **kwargs)
+        except redis.AuthenticationError as exc:  # a ConnectionError: before that one
+            click.echo(f"error: Redis refused the credentials: {exc}", err=True)
+            sys.exit(1)
         except (redis.ConnectionError, redis.TimeoutError) as exc:
             url = kwargs.get("url") or Settings.from_env().url
             click.echo(f"error: cannot reach Redis at {redact_url(url)}: {exc}", err=True)
-            sys.exit(1)
-        except redis.AuthenticationError as exc:
-            click.echo(f"error: Redis refused the credentials: {exc}", err=True)
             sys.exit(1)
         except (CeylonRedisError, redis.RedisError) as exc:
             click.echo(f"error: {exc}", err=True)

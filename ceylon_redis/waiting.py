@@ -201,6 +201,15 @@ class SyncWaiter:
                 logger.warning("reply channel lost ({}); reconnecting in {:.1f} s", exc, backoff)
                 time.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
+            except Exception as exc:  # e.g. an ACL user without the channel: tell the waiters
+                if first:
+                    self._started.set_exception(exc)
+                else:
+                    with self._lock:
+                        ids = list(self._futures)
+                    for task_id in ids:
+                        self._fail(task_id, exc)
+                return
             finally:
                 try:
                     pubsub.close()
