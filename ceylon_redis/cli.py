@@ -57,7 +57,9 @@ def _friendly_errors(func: F) -> F:
         try:
             return func(*args, **kwargs)
         except redis.AuthenticationError as exc:  # a ConnectionError: before that one
-            click.echo(f"error: Redis refused the credentials: {exc}", err=True)
+            url = kwargs.get("url") or Settings.from_env().url
+            click.echo(f"error: Redis at {redact_url(url)} refused the credentials: {exc}",
+                       err=True)
             sys.exit(1)
         except (redis.ConnectionError, redis.TimeoutError) as exc:
             url = kwargs.get("url") or Settings.from_env().url
