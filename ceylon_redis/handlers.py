@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-import functools
 import importlib
 import inspect
 import time
@@ -45,7 +44,7 @@ class Handler:
     is_async: bool
     process_worker: ProcessWorker | None = None
 
-    async def run(self, ctx: TaskContext, data: Any, executor: Executor | None,
+    async def run(self, ctx: TaskContext, data: Any, executor: Executor,
                   timeout: float | None = None,
                   on_thread: Callable[[Future[Any]], None] | None = None) -> Outcome:
         """Run the handler for one task and turn what it did into an Outcome.
@@ -67,7 +66,7 @@ class Handler:
         finally:
             _current.reset(token)
 
-    async def _call(self, ctx: TaskContext, data: Any, executor: Executor | None,
+    async def _call(self, ctx: TaskContext, data: Any, executor: Executor,
                     on_thread: Callable[[Future[Any]], None] | None) -> Outcome:
         try:
             if self.process_worker is not None:
@@ -77,14 +76,10 @@ class Handler:
             if self.is_async:
                 value = await self.func(data)
             else:
-                call = functools.partial(contextvars.copy_context().run, self.func, data)
-                if executor is None:
-                    value = await asyncio.get_running_loop().run_in_executor(None, call)
-                else:
-                    thread = executor.submit(call)
-                    if on_thread is not None:
-                        on_thread(thread)
-                    value = await asyncio.wrap_future(thread)
+                thread = executor.submit(contextvars.copy_context().run, self.func, data)
+                if on_thread is not None:
+                    on_thread(thread)
+                value = await asyncio.wrap_future(thread)
             return _encoded(True, value)
         except asyncio.CancelledError:
             raise

@@ -25,7 +25,9 @@ CONNECTION_ERRORS = (redis.ConnectionError, redis.TimeoutError, OSError)
 async def promote_due(scripts: Scripts, keys: Keys) -> tuple[int, float]:
     """Queue the tasks that are due; returns (promoted, seconds until the next one or -1)."""
     promoted, next_ms, more = await scripts.promote(keys=[keys.base], args=[PROMOTE_LIMIT])
-    return int(promoted), 0.0 if more else int(next_ms) / 1000 if int(next_ms) >= 0 else -1.0
+    if more:
+        return int(promoted), 0.0
+    return int(promoted), int(next_ms) / 1000 if int(next_ms) >= 0 else -1.0
 
 
 async def run_scheduler(scripts: Scripts, keys: Keys, settings: Settings,

@@ -113,6 +113,11 @@ class Worker:
         self.ready = asyncio.Event()
         """Set once every consumer is registered and about to read."""
         self._started_at = str(time.time())
+        s = self.settings
+        self._retry_defaults = [s.max_attempts, round(s.retry_backoff * 1000),
+                                round(s.retry_backoff_max * 1000), s.retry_jitter,
+                                s.dead_letter_ttl]
+        """The finish script's worker defaults: attempts, backoff, its cap, jitter, DLQ TTL."""
         self._embedded = (self.settings.url.startswith("embedded://")
                           or type(self.redis).__module__.startswith("fakeredis"))
 
@@ -321,9 +326,8 @@ class Worker:
             try:
                 await pubsub.subscribe(self.keys.control)
                 backoff = 0.5
-                while True:
-                    msg = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
-                    if msg is None:
+                async for msg in pubsub.listen():
+                    if msg["type"] != "message":
                         continue
                     verb, _, rest = msg["data"].decode().partition(" ")
                     wid, _, tid = rest.partition(" ")
@@ -351,7 +355,6 @@ class Worker:
 
     async def _record(self, batch: list[_Done]) -> None:
         by_consumer: dict[_Consumer, list[Any]] = {}
-        errors: dict[str, str] = {}
         for d in batch:
             o = d.outcome
             if d.consumer not in by_consumer:
@@ -359,7 +362,6 @@ class Worker:
                                            random.getrandbits(31), *self._retry_defaults]
             by_consumer[d.consumer].extend(
                 (d.task_id, d.entry, d.attempt, o.status, o.output, o.error, o.retry))
-            errors[d.task_id] = o.error
         backoff, began = 0.1, time.monotonic()
         while True:
             try:
@@ -378,17 +380,11 @@ class Worker:
             for tid in refused:
                 logger.warning("result of task {} refused: this attempt no longer owns it",
                                tid.decode())
+            errors = {d.task_id: d.outcome.error for d in batch} if dead else {}
             for i in range(0, len(dead), 2):
                 tid = dead[i].decode()
                 logger.error("task {} dead-lettered: {}; last error: {}", tid,
                              dead[i + 1].decode(), errors.get(tid, "")[:500])
-
-    @property
-    def _retry_defaults(self) -> list[Any]:
-        """The finish script's worker defaults: attempts, backoff, its cap, jitter, DLQ TTL."""
-        s = self.settings
-        return [s.max_attempts, round(s.retry_backoff * 1000), round(s.retry_backoff_max * 1000),
-                s.retry_jitter, s.dead_letter_ttl]
 
     async def _call_each(self, script: Any, arg_lists: list[list[Any]]) -> list[Any]:
         """Run ``script`` once per argument list: directly for one (EVALSHA alone), else piped."""

@@ -114,9 +114,11 @@ class Daemon:
 
 
 @pytest.fixture
-def daemons(redis_url: str, prefix: str) -> Iterator[list[Daemon]]:
-    """Start daemons with ``spawn(args)``; every one still running is killed at the end."""
+def own_daemons(request: pytest.FixtureRequest) -> Iterator[list[Daemon]]:
+    """Daemons of this test (append them); every one still running is killed at the end,
+    and their logs are deleted when the test passed. Needs no Redis of its own."""
     (ROOT / ".pytest_cache").mkdir(exist_ok=True)
+    failed_before = request.session.testsfailed
     started: list[Daemon] = []
     yield started
     for d in started:
@@ -124,6 +126,14 @@ def daemons(redis_url: str, prefix: str) -> Iterator[list[Daemon]]:
             d.proc.kill()
             d.proc.wait(10)
         d.log.close()
+        if request.session.testsfailed == failed_before:
+            Path(d.log.name).unlink(missing_ok=True)
+
+
+@pytest.fixture
+def daemons(redis_url: str, prefix: str, own_daemons: list[Daemon]) -> list[Daemon]:
+    """``own_daemons`` for a test on the shared Redis (its namespace is cleaned after)."""
+    return own_daemons
 
 
 def spawn_worker(daemons: list[Daemon], redis_url: str, prefix: str, target: str,

@@ -22,15 +22,14 @@ from __future__ import annotations
 
 import statistics
 import time
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 
 import pytest
 import redis
 
 from ceylon_redis import Client
 
-from .conftest import ROOT, Daemon, spawn_coordinator, spawn_worker
+from .conftest import Daemon, spawn_coordinator, spawn_worker
 from .redis_server import RedisServer
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow, pytest.mark.timeout(600)]
@@ -75,25 +74,6 @@ def wait_until(predicate: Callable[[], bool], timeout: float, what: str,
             return time.monotonic() - start
         time.sleep(every)
     raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-
-
-@pytest.fixture
-def own_daemons(request: pytest.FixtureRequest) -> Iterator[list[Daemon]]:
-    """Like conftest's ``daemons``, without needing the shared REDIS_TEST_URL server.
-
-    The logs (10,000 dead-letter lines, ~1.5 MB a run) are deleted when the test passed.
-    """
-    (ROOT / ".pytest_cache").mkdir(exist_ok=True)
-    failed_before = request.session.testsfailed
-    started: list[Daemon] = []
-    yield started
-    for d in started:
-        if d.proc.poll() is None:
-            d.proc.kill()
-            d.proc.wait(10)
-        d.log.close()
-        if request.session.testsfailed == failed_before:
-            Path(d.log.name).unlink(missing_ok=True)
 
 
 class Probe:

@@ -71,6 +71,12 @@ class Clock:
         self.starts.setdefault(key, []).append(time.monotonic())
         return len(self.starts[key])
 
+    async def handler(self, data: Any) -> None:
+        self.mark(data)
+
+    def first(self, key: Any) -> float:
+        return self.starts[key][0]
+
     def gaps(self, key: Any) -> list[float]:
         s = self.starts[key]
         return [b - a for a, b in itertools.pairwise(s)]
@@ -169,10 +175,7 @@ def test_retry_rejects_a_negative_delay() -> None:
 
 async def test_delayed_and_at_tasks_wait_for_their_time(
         client: AsyncClient, run_worker: Any) -> None:
-    ran: dict[str, float] = {}
-
-    async def note(data: Any) -> None:
-        ran[data] = time.monotonic()
+    clock = Clock()
 
     began = time.monotonic()
     later = await client.enqueue("role", "later", delay=0.5)
@@ -181,27 +184,25 @@ async def test_delayed_and_at_tasks_wait_for_their_time(
     now = await client.enqueue("role", "now")
     assert (await client.get(later)).status is TaskStatus.SCHEDULED
     assert (await client.get(later)).due_at is not None
-    async with run_worker(note):
+    async with run_worker(clock.handler):
         await client.wait_many([later, at, now], timeout=5)
-    assert ran["now"] - began < 0.3
-    assert ran["at"] - began >= 0.25
-    assert ran["later"] - began >= 0.45
+    assert clock.first("now") - began < 0.3
+    assert clock.first("at") - began >= 0.25
+    assert clock.first("later") - began >= 0.45
 
 
 async def test_a_delayed_dependent_waits_for_both_its_prerequisite_and_its_time(
         client: AsyncClient, run_worker: Any) -> None:
-    ran: dict[str, float] = {}
-
-    async def note(data: Any) -> None:
-        ran[data] = time.monotonic()
+    clock = Clock()
 
     began = time.monotonic()
     first = await client.enqueue("role", "first")
     second = await client.enqueue("role", "second", depends_on=[first], delay=0.4)
     assert (await client.get(second)).status is TaskStatus.WAITING
-    async with run_worker(note):
+    async with run_worker(clock.handler):
         await client.wait(second, timeout=5)
-    assert ran["second"] - began >= 0.39 and ran["first"] < ran["second"]
+    assert clock.first("second") - began >= 0.39
+    assert clock.first("first") < clock.first("second")
 
 
 async def test_the_coordinator_alone_promotes_due_tasks(

@@ -49,7 +49,7 @@ ADMIN_PASSWORD = "admin-Pw-71c"
 #   ping          health checks of connections idle for 30 s (health_check_interval):
 #                 too rare for this short test to show, kept for long-lived daemons
 #   time          TIME is only in @fast: queues(), workers(), stats() and the daemons ask it
-#   -@dangerous   none needed (no FLUSHALL, KEYS, INFO, CLIENT KILL, CONFIG ...)
+#   -@dangerous   none needed (no flush, KEYS, INFO, CLIENT KILL, CONFIG ...)
 CEYLON_RULES = ("-@all", "+@read", "+@write", "+@scripting", "+@pubsub", "+ping", "+time",
                 "-@dangerous")
 
@@ -117,19 +117,6 @@ class SecureServer(RedisServer):
             client.close()
         self.stop()
         raise RuntimeError(f"redis-server did not start:\n{self.server_log()[-2000:]}")
-
-
-@pytest.fixture
-def daemons() -> Iterator[list[Daemon]]:
-    """Daemons of this test (no shared Redis needed); every one still running is killed."""
-    (ROOT / ".pytest_cache").mkdir(exist_ok=True)
-    started: list[Daemon] = []
-    yield started
-    for d in started:
-        if d.proc.poll() is None:
-            d.proc.kill()
-            d.proc.wait(10)
-        d.log.close()
 
 
 def start_daemons(daemons: list[Daemon], url: str, prefix: str,
@@ -248,14 +235,14 @@ def acl_server(tmp_path: Path) -> Iterator[tuple[SecureServer, str]]:
 
 
 def test_acl_user_round_trip_and_the_password_stays_hidden(
-        acl_server: tuple[SecureServer, str], daemons: list[Daemon]) -> None:
+        acl_server: tuple[SecureServer, str], own_daemons: list[Daemon]) -> None:
     server, prefix = acl_server
     url = server.url_for("ceylon", PASSWORD)
     admin = server.admin()
     try:
         admin.acl_log_reset()
 
-        worker, coordinator = round_trip(url, prefix, daemons)
+        worker, coordinator = round_trip(url, prefix, own_daemons)
         assert_cli_works_and_hides(url, prefix, PASSWORD)
         assert worker.stop() == 0 and coordinator.stop() == 0
 
@@ -395,12 +382,12 @@ def tls_server(tmp_path: Path) -> Iterator[SecureServer]:
     server.stop()
 
 
-def test_tls_round_trip(tls_server: SecureServer, daemons: list[Daemon]) -> None:
+def test_tls_round_trip(tls_server: SecureServer, own_daemons: list[Daemon]) -> None:
     prefix = f"tls-{uuid.uuid4().hex[:8]}"
     url = tls_server.url_for()
     assert url.startswith("rediss://")
 
-    worker, coordinator = round_trip(url, prefix, daemons)
+    worker, coordinator = round_trip(url, prefix, own_daemons)
     assert_cli_works_and_hides(url, prefix, PASSWORD)
     assert worker.stop() == 0 and coordinator.stop() == 0
     for d in (worker, coordinator):
@@ -422,9 +409,9 @@ def test_tls_port_refuses_plain_text_and_unknown_certificates(tls_server: Secure
 
 
 def test_two_prefixes_in_one_redis_never_see_each_others_tasks(
-        own_redis: RedisServer, daemons: list[Daemon]) -> None:
+        own_redis: RedisServer, own_daemons: list[Daemon]) -> None:
     a, b = f"ns-a-{uuid.uuid4().hex[:6]}", f"ns-b-{uuid.uuid4().hex[:6]}"
-    (wa,) = start_daemons(daemons, own_redis.url, a,
+    (wa,) = start_daemons(own_daemons, own_redis.url, a,
                           ["worker", H + "record", "--role", "same", "-c", "20"])
     r = redis.Redis(port=own_redis.port)
     with Client(own_redis.url, a) as ca, Client(own_redis.url, b) as cb:
@@ -442,7 +429,7 @@ def test_two_prefixes_in_one_redis_never_see_each_others_tasks(
         assert [q.ready for q in cb.queues()] == [20] and cb.workers() == []
         assert [q.ready for q in ca.queues()] == [0] and len(ca.workers()) == 1
 
-        (wb,) = start_daemons(daemons, own_redis.url, b,
+        (wb,) = start_daemons(own_daemons, own_redis.url, b,
                               ["worker", H + "record", "--role", "same", "-c", "20"])
         results_b = cb.wait_many(ids_b, timeout=15)
 

@@ -23,10 +23,7 @@ for _, tid in ipairs(ARGV) do
     if not seen[f[3]] then table.insert(graphs, f[3]) end
     seen[f[3]] = true
   else
-    redis.call('XDEL', base .. 'dead', f[2])
-    redis.call('HDEL', hkey, 'error', 'output', 'success', 'finished_at', 'entry', 'worker',
-               'started_at', 'crashes', 'dead', 'due_at')
-    redis.call('HSET', hkey, 'attempt', 0)
+    reset_for_rerun(base, hkey)
     redis.call('PERSIST', hkey)
     push_ready(base, tid, hkey, f[4])
     retried = retried + 1

@@ -70,11 +70,8 @@ local n = 0
 for _, tid in ipairs(ids) do
   if retry[tid] then
     local t, hkey = info[tid], task_key(base, tid)
-    local dead = redis.call('HGET', hkey, 'dead')
-    if dead then redis.call('XDEL', base .. 'dead', dead) end
-    redis.call('HDEL', hkey, 'error', 'output', 'success', 'finished_at', 'failed_deps', 'entry',
-               'worker', 'started_at', 'crashes', 'dead', 'due_at')
-    redis.call('HSET', hkey, 'attempt', 0)
+    reset_for_rerun(base, hkey)
+    redis.call('HDEL', hkey, 'failed_deps')
     redis.call('DEL', hkey .. ':deps')
     redis.call('HINCRBY', gkey, string.lower(t.status), -1)
     local pending, failed_deps = {}, {}

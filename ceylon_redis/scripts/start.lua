@@ -40,13 +40,13 @@ for i = 3, #ARGV, 2 do
   else
     local hkey = task_key(base, tid)
     local fields = redis.call('HMGET', hkey, 'status', 'entry', 'name', 'data', 'depends_on',
-                              'failed_deps', 'timeout')
+                              'failed_deps', 'timeout', 'attempt')
     local status = fields[1]
     if not status then
       table.insert(out, drop(entry, tid, 'entry names unknown task ' .. tid, true))
     elseif status ~= 'QUEUED' or fields[2] ~= entry then
       table.insert(out, drop(entry, tid, 'stale entry: task is ' .. status, false))
-    elseif not tonumber(redis.call('HGET', hkey, 'attempt') or '0') then
+    elseif not tonumber(fields[8] or '0') then
       -- edited by hand into nonsense: fail it (settling its dependents), do not crash
       local why = 'task hash is corrupt: attempt is not a number'
       table.insert(out, drop(entry, tid, why, false))

@@ -111,6 +111,16 @@ local function dead_letter(base, id, reason, err, now, dead_ttl)
   return entry
 end
 
+-- Clear a final task's outcome so that it runs again from attempt 0; its dead
+-- letter, if any, is removed.
+local function reset_for_rerun(base, hkey)
+  local dead = redis.call('HGET', hkey, 'dead')
+  if dead then redis.call('XDEL', base .. 'dead', dead) end
+  redis.call('HDEL', hkey, 'error', 'output', 'success', 'finished_at', 'entry', 'worker',
+             'started_at', 'crashes', 'dead', 'due_at')
+  redis.call('HSET', hkey, 'attempt', 0)
+end
+
 -- Count a graph task's final state; when it was the graph's last, expire all
 -- of the graph's keys together.
 local function graph_settled(base, gid, status)
