@@ -216,15 +216,23 @@ def test_killed_coordinator_is_replaced_and_nothing_is_lost_or_doubled(
     first = spawn_coordinator(daemons, redis_url, prefix, FAST_REAP)
     spawn_worker(daemons, redis_url, prefix, NODE, "--role", "n", "-c", "50")
     tasks = [TaskDef("n", {"value": 1}, id="root")]
-    tasks += [TaskDef("n", {"value": 1}, id=f"k{i}", depends_on=["root"]) for i in range(3000)]
+    # 30 ms each, 50 at a time: the fan-out lasts ~2 s, so events still flow when frozen.
+    tasks += [TaskDef("n", {"value": 1, "sleep": 0.03}, id=f"k{i}", depends_on=["root"])
+              for i in range(3000)]
     tasks.append(TaskDef("n", {"value": 0}, id="sink",
                          depends_on=[f"k{i}" for i in range(3000)]))
     client.enqueue_graph(tasks)
     wait_until(lambda: client.stats().overall.completed > 300, 20, "the fan-out under way")
     # Frozen, its blocked read is still served by Redis: it holds events it never counts.
-    first.proc.send_signal(signal.SIGSTOP)
     held = lambda: sync_redis.xpending("{" + prefix + "}:events", "coordinators")["pending"]  # noqa: E731
-    wait_until(lambda: held() > 0, 20, "events delivered to the frozen coordinator")
+    for _ in range(10):  # frozen between two reads it holds nothing: thaw and freeze again
+        first.proc.send_signal(signal.SIGSTOP)
+        try:
+            wait_until(lambda: held() > 0, 0.5)
+            break
+        except AssertionError:
+            first.proc.send_signal(signal.SIGCONT)
+    assert held() > 0, "no events delivered to the frozen coordinator"
     first.proc.send_signal(signal.SIGKILL)
     first.proc.wait(5)
     second = spawn_coordinator(daemons, redis_url, prefix, FAST_REAP)
