@@ -13,6 +13,16 @@ from .settings import redact_url
 _embedded_server: Any = None
 
 
+OUTAGE_ERRORS = (redis.ConnectionError, redis.TimeoutError, OSError)
+"""Redis unreachable, restarting or loading its data: daemons wait and retry."""
+
+
+def is_outage(exc: BaseException) -> bool:
+    """True for OUTAGE_ERRORS and for BUSY (Redis is running a long script): both pass."""
+    return isinstance(exc, OUTAGE_ERRORS) or (
+        isinstance(exc, redis.ResponseError) and str(exc).startswith("BUSY "))
+
+
 MAX_CONNECTIONS = 100
 """Connections one client opens at most; further commands wait for a free one, never fail."""
 

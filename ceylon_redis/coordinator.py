@@ -29,14 +29,14 @@ from typing import Any
 import redis
 from loguru import logger
 
-from .connection import async_redis
+from .connection import async_redis, is_outage
+from .faults import fault_from_env
 from .keys import COORDINATOR_GROUP, Keys
 from .scheduler import run_scheduler
 from .scripts import Scripts
 from .settings import Settings, redact_url
 from .stats import stale_minute_fields
 
-_CONNECTION_ERRORS = (redis.ConnectionError, redis.TimeoutError, OSError)
 _BATCH = 500
 
 
@@ -58,6 +58,7 @@ class Coordinator:
         self.ready = asyncio.Event()
         """Set once the events stream and group exist and this coordinator is registered."""
         self._stopping = asyncio.Event()
+        self._fault = fault_from_env()
 
     def stop(self) -> None:
         self._stopping.set()
@@ -80,7 +81,9 @@ class Coordinator:
             try:
                 await self.redis.zrem(self.keys.coordinators, self.id)
                 await self._forget_consumer(self.id)
-            except _CONNECTION_ERRORS as exc:
+            except Exception as exc:
+                if not is_outage(exc):
+                    raise
                 logger.error("coordinator {} could not deregister: {}", self.id, exc)
             logger.info("coordinator {} stopped: {} events applied, {} claimed from others",
                         self.id, self.applied, self.claimed)
@@ -103,13 +106,18 @@ class Coordinator:
                     COORDINATOR_GROUP, self.id, {self.keys.events: ">"}, count=_BATCH,
                     block=self.settings.block_ms)
                 if reply and reply[0][1]:
+                    if self._fault:
+                        self._fault.reached("coordinator-after-read")
                     await self._apply(reply[0][1])
+                    if self._fault:
+                        self._fault.reached("coordinator-after-apply")
                 backoff = 0.1
-            except redis.ResponseError as exc:
-                if "NOGROUP" not in str(exc):
+            except Exception as exc:
+                if isinstance(exc, redis.ResponseError) and "NOGROUP" in str(exc):
+                    await self._ensure_group()
+                    continue
+                if not is_outage(exc):
                     raise
-                await self._ensure_group()
-            except _CONNECTION_ERRORS as exc:
                 logger.warning("coordinator {}: Redis unreachable ({}); retrying in {:.1f} s",
                                self.id, exc, backoff)
                 await asyncio.sleep(backoff)
@@ -137,7 +145,9 @@ class Coordinator:
                 await self._claim_orphans()
                 await self._prune()
                 await self._trim_dead_letters()
-            except _CONNECTION_ERRORS as exc:
+            except Exception as exc:
+                if not is_outage(exc):
+                    raise
                 logger.warning("coordinator {}: chores failed ({}); retrying", self.id, exc)
 
     async def _trim_dead_letters(self) -> None:

@@ -9,17 +9,15 @@ from __future__ import annotations
 
 import asyncio
 
-import redis
 from loguru import logger
 
+from .connection import is_outage
 from .keys import Keys
 from .scripts import Scripts
 from .settings import Settings
 
 PROMOTE_LIMIT = 1000
 """Most tasks one script call queues; a busy second is promoted in slices."""
-
-CONNECTION_ERRORS = (redis.ConnectionError, redis.TimeoutError, OSError)
 
 
 async def promote_due(scripts: Scripts, keys: Keys) -> tuple[int, float]:
@@ -42,7 +40,9 @@ async def run_scheduler(scripts: Scripts, keys: Keys, settings: Settings,
                 logger.debug("{}: {} scheduled tasks queued", who, promoted)
             pause = settings.schedule_poll if until_next < 0 else min(settings.schedule_poll,
                                                                      until_next)
-        except CONNECTION_ERRORS as exc:
+        except Exception as exc:
+            if not is_outage(exc):
+                raise
             logger.warning("{}: could not promote scheduled tasks ({}); retrying in {:.1f} s",
                            who, exc, backoff)
             pause, backoff = backoff, min(backoff * 2, 5.0)

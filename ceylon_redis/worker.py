@@ -26,8 +26,9 @@ import redis
 from loguru import logger
 
 from .codec import decode
-from .connection import async_redis
+from .connection import async_redis, is_outage
 from .coordinator import Coordinator
+from .faults import MID_RUN_DELAY, fault_from_env
 from .handlers import FINAL, NOT_RETRYABLE, Handler, Outcome, handlers_from
 from .keys import GROUP, Keys
 from .process import TaskContext
@@ -35,8 +36,6 @@ from .protocol import parse_started
 from .scheduler import run_scheduler
 from .scripts import Scripts
 from .settings import Settings, redact_url
-
-_CONNECTION_ERRORS = (redis.ConnectionError, redis.TimeoutError, OSError)
 
 
 def _worker_id(name: str) -> str:
@@ -118,6 +117,7 @@ class Worker:
                                 round(s.retry_backoff_max * 1000), s.retry_jitter,
                                 s.dead_letter_ttl]
         """The finish script's worker defaults: attempts, backoff, its cap, jitter, DLQ TTL."""
+        self._fault = fault_from_env()
         self._embedded = (self.settings.url.startswith("embedded://")
                           or type(self.redis).__module__.startswith("fakeredis"))
 
@@ -201,12 +201,12 @@ class Worker:
                 reply = await self.redis.xreadgroup(GROUP, c.id, {stream: ">"}, count=free,
                                                     block=self.settings.block_ms)
                 backoff = 0.1
-            except redis.ResponseError as exc:
-                if "NOGROUP" in str(exc):
+            except Exception as exc:
+                if isinstance(exc, redis.ResponseError) and "NOGROUP" in str(exc):
                     await self._create_group(c.role)
                     continue
-                raise
-            except _CONNECTION_ERRORS as exc:
+                if not is_outage(exc):
+                    raise
                 logger.warning("worker {}: Redis unreachable ({}); retrying in {:.1f} s",
                                c.id, exc, backoff)
                 await self._wait_either(asyncio.sleep(backoff))
@@ -217,6 +217,8 @@ class Worker:
                 if time.monotonic() - began < self.settings.block_ms / 2000:
                     await self._wait_either(asyncio.sleep(0.1))  # a read that did not block
                 continue
+            if self._fault:
+                self._fault.reached("after-read")
             await self._start(c, entries)
 
     async def _wait_either(self, aw: Any) -> None:
@@ -236,11 +238,15 @@ class Worker:
             try:
                 items = await self.scripts.start(keys=[self.keys.base], args=args)
                 break
-            except _CONNECTION_ERRORS as exc:
+            except Exception as exc:
+                if not is_outage(exc):
+                    raise
                 logger.warning("worker {}: start failed ({}); retrying", c.id, exc)
                 await asyncio.sleep(0.5)
         else:
             return  # the entries stay pending for us and are given back at exit or by the reaper
+        if self._fault:
+            self._fault.reached("after-start")
         for (entry_id, _), item in zip(entries, items):
             entry = entry_id.decode()
             started = parse_started(item)
@@ -266,6 +272,8 @@ class Worker:
     async def _run(self, c: _Consumer, ctx: TaskContext, entry: str, data: Any,
                    timeout: float | None) -> None:
         threads: list[Future[Any]] = []
+        mid_run = (asyncio.get_running_loop().call_later(MID_RUN_DELAY, self._fault.reached,
+                                                         "mid-run") if self._fault else None)
         try:
             try:
                 outcome = await c.handler.run(ctx, data, self._executor, timeout, threads.append)
@@ -282,6 +290,8 @@ class Worker:
             # Waits when the finisher lags, so recording applies back-pressure to reading.
             await self._done.put(_Done(c, ctx.id, entry, ctx.attempt, outcome))
         finally:
+            if mid_run is not None:
+                mid_run.cancel()
             # The slot frees once the outcome is handed over, so the next read overlaps
             # with recording this batch; a sync thread that runs on keeps its slot.
             c.inflight.pop(entry, None)
@@ -333,7 +343,9 @@ class Worker:
                     wid, _, tid = rest.partition(" ")
                     if verb == "cancel" and wid in ids:
                         self.cancel_task(tid, "cancel requested")
-            except _CONNECTION_ERRORS as exc:
+            except Exception as exc:
+                if not is_outage(exc):
+                    raise
                 logger.warning("control channel lost ({}); resubscribing in {:.1f} s", exc,
                                backoff)
                 await asyncio.sleep(backoff)
@@ -347,6 +359,8 @@ class Worker:
             batch = [await self._done.get()]
             while not self._done.empty() and len(batch) < 500:
                 batch.append(self._done.get_nowait())
+            if self._fault:
+                self._fault.reached("before-finish")
             try:
                 await self._record(batch)
             finally:
@@ -367,7 +381,9 @@ class Worker:
             try:
                 replies = await self._call_each(self.scripts.finish, list(by_consumer.values()))
                 break
-            except _CONNECTION_ERRORS as exc:
+            except Exception as exc:
+                if not is_outage(exc):
+                    raise
                 if self._stopping.is_set() and time.monotonic() - began > self.grace:
                     logger.error("could not record {} results in {} s ({}); giving up: the "
                                  "reaper re-runs those tasks", len(batch), self.grace, exc)
@@ -376,6 +392,8 @@ class Worker:
                                len(batch), exc, backoff)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
+        if self._fault:
+            self._fault.reached("after-finish")
         for refused, dead in replies:
             for tid in refused:
                 logger.warning("result of task {} refused: this attempt no longer owns it",
@@ -423,7 +441,9 @@ class Worker:
                     await pipe.execute()
                 logger.info("worker {} stopped: {} completed, {} failed", c.id,
                             c.processed, c.failed)
-        except _CONNECTION_ERRORS as exc:
+        except Exception as exc:
+            if not is_outage(exc):
+                raise
             logger.error("could not deregister ({}); the reaper will give back its tasks", exc)
 
     async def _heartbeat(self) -> None:
@@ -451,7 +471,9 @@ class Worker:
                 await self._heartbeat()
                 if self.reap:
                     await reap_dead_workers(self.scripts, self.keys, self.settings)
-            except _CONNECTION_ERRORS as exc:
+            except Exception as exc:
+                if not is_outage(exc):
+                    raise
                 logger.warning("heartbeat failed ({}); retrying", exc)
 
 

@@ -139,10 +139,13 @@ PROCESSORS = [Doubler("doubler", "dbl"), Failer("failer", "bad")]
 
 
 async def node(data: Any) -> Any:
-    """A DAG node: counts its runs, fails when ``data['fail']``, else returns its value plus
-    the sum of its completed prerequisites' sums, and which prerequisites failed."""
+    """A DAG node: counts its runs and who ran it, fails when ``data['fail']``, else returns
+    its value plus its completed prerequisites' sums, and which prerequisites failed."""
     ctx = current_task()
-    await _aredis().incr(_base() + "runs:" + ctx.id)
+    async with _aredis().pipeline(transaction=False) as pipe:
+        pipe.incr(_base() + "runs:" + ctx.id)
+        pipe.rpush(_base() + "who:" + ctx.id, ctx.worker)
+        await pipe.execute()
     data = data or {}
     await asyncio.sleep(_sleep_of(data))
     if data.get("fail"):

@@ -1,13 +1,22 @@
-"""Scripts reload after SCRIPT FLUSH and after a Redis restart, on a server this test starts."""
+"""Redis going away, on servers these tests start: scripts reload, clients carry on,
+and a Redis killed in the middle of a script applied none of it."""
 
 from __future__ import annotations
+
+import signal
+from collections import Counter
+from pathlib import Path
 
 import pytest
 import redis
 
-from ceylon_redis import Client
+from ceylon_redis import Client, TaskStatus
+from tests.conftest import Daemon, spawn_worker
+from tests.test_integration import wait_until
 
-from .redis_server import RedisServer
+from .redis_server import RedisServer, require_redis_server
+
+NODE = "tests.handlers_for_tests:node"
 
 pytestmark = pytest.mark.redis
 
@@ -32,3 +41,51 @@ def test_client_carries_on_after_a_redis_restart(own_redis: RedisServer) -> None
         after = client.enqueue("r", "after")
         assert client.get(before).data == "before"           # kept by the append-only file
         assert client.get(after).data == "after"
+
+
+def test_redis_killed_mid_release_applies_all_or_nothing(
+        tmp_path: Path, own_daemons: list[Daemon]) -> None:
+    """kill -9 of Redis while finish.lua releases 50,000 dependents: after the restart from
+    the append-only file none are released and the root is still RUNNING; the worker then
+    records the result again and all are released, the root having run once."""
+    require_redis_server()
+    server = RedisServer(tmp_path, "--appendfsync", "always", "--busy-reply-threshold", "20")
+    server.start()
+    try:
+        with Client(server.url, "crash") as client:
+            root = client.enqueue("r", {"value": 1, "sleep": 1.0})
+            held = client.enqueue_many("held", [{}] * 50_000, depends_on=[root])
+            worker = spawn_worker(own_daemons, server.url, "crash", NODE, "--role", "r")
+            probe = redis.Redis(port=server.port)
+            wait_until(lambda: _busy(probe), 30, "finish.lua to be running (BUSY replies)")
+            server.kill()
+            worker.proc.send_signal(signal.SIGSTOP)  # keep it from retrying until we looked
+            server.start()
+
+            assert client.get(root).status is TaskStatus.RUNNING
+            assert client.redis.xlen(client.keys.stream("held")) == 0
+            assert _statuses(client, held) == {"WAITING": 50_000}
+
+            probe.config_set("busy-reply-threshold", 5000)  # the default: no BUSY replies now
+            worker.proc.send_signal(signal.SIGCONT)
+            assert client.wait(root, timeout=30).output == {"sum": 1, "failed": []}
+            assert client.redis.xlen(client.keys.stream("held")) == 50_000
+            assert _statuses(client, held) == {"QUEUED": 50_000}
+            assert int(client.redis.get("{crash}:test:runs:" + root)) == 1
+    finally:
+        server.stop()
+
+
+def _busy(probe: redis.Redis) -> bool:
+    try:
+        probe.get("probe")
+    except redis.ResponseError as exc:
+        return "BUSY" in str(exc)
+    return False
+
+
+def _statuses(client: Client, ids: list[str]) -> dict[str, int]:
+    with client.redis.pipeline(transaction=False) as pipe:
+        for tid in ids:
+            pipe.hget(client.keys.task(tid), "status")
+        return dict(Counter(v.decode() for v in pipe.execute()))

@@ -6,6 +6,7 @@ import datetime as dt
 import itertools
 
 import pytest
+import redis
 
 import ceylon_redis
 from ceylon_redis import (
@@ -21,6 +22,7 @@ from ceylon_redis import (
     ValidationError,
 )
 from ceylon_redis.codec import decode, encode
+from ceylon_redis.connection import is_outage
 from ceylon_redis.errors import ScriptError, raise_for_script_error
 from ceylon_redis.graph import check_acyclic, find_cycle
 from ceylon_redis.keys import Keys, check_name, check_task_id
@@ -522,3 +524,14 @@ def test_cycle_check_is_linear_on_a_wide_fan_in() -> None:
     began = time.perf_counter()
     assert find_cycle(edges) is None
     assert time.perf_counter() - began < 2.0  # quadratic took minutes here
+
+
+def test_outages_are_waited_out_and_other_errors_are_not() -> None:
+    busy = redis.ResponseError("BUSY Redis is busy running a script. You can only call "
+                               "SCRIPT KILL or SHUTDOWN NOSAVE.")
+    assert is_outage(busy)
+    assert is_outage(redis.ConnectionError("refused")) and is_outage(redis.TimeoutError())
+    assert is_outage(redis.BusyLoadingError("LOADING Redis is loading the dataset in memory"))
+    assert not is_outage(redis.ResponseError("BUSYGROUP Consumer Group name already exists"))
+    assert not is_outage(redis.exceptions.NoPermissionError("NOPERM no permissions"))
+    assert not is_outage(ValueError("a bug"))
