@@ -4,6 +4,7 @@ and a Redis killed in the middle of a script applied none of it."""
 from __future__ import annotations
 
 import signal
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -11,12 +12,13 @@ import pytest
 import redis
 
 from ceylon_redis import Client, TaskStatus
-from tests.conftest import Daemon, spawn_worker
-from tests.test_integration import wait_until
+from tests.conftest import Daemon, spawn_coordinator, spawn_worker
+from tests.test_integration import FAST_REAP, wait_until
 
 from .redis_server import RedisServer, require_redis_server
 
 NODE = "tests.handlers_for_tests:node"
+SLOW = "tests.handlers_for_tests:slow"
 
 pytestmark = pytest.mark.redis
 
@@ -89,3 +91,50 @@ def _statuses(client: Client, ids: list[str]) -> dict[str, int]:
         for tid in ids:
             pipe.hget(client.keys.task(tid), "status")
         return dict(Counter(v.decode() for v in pipe.execute()))
+
+
+def test_daemons_carry_on_through_a_redis_restart(
+        own_redis: RedisServer, own_daemons: list[Daemon]) -> None:
+    """Redis stopped for 3 s in the middle of a run: the worker and the coordinator keep
+    running, reconnect, reload their scripts, and every task completes once."""
+    worker = spawn_worker(own_daemons, own_redis.url, "outage", SLOW, "--role", "o", "-c", "10")
+    coordinator = spawn_coordinator(own_daemons, own_redis.url, "outage")
+    with Client(own_redis.url, "outage") as client:
+        ids = client.enqueue_many("o", [0.1] * 300)   # the handler sleeps, touching no Redis
+        wait_until(lambda: client.stats().overall.completed > 30, 10, "the run under way")
+        own_redis.stop()
+        time.sleep(3)
+        own_redis.start()
+
+        results = client.wait_many(ids, timeout=60)
+        assert all(r.success for r in results), [r.error for r in results if not r.success]
+        assert {client.get(t).attempt for t in ids} == {1}   # each started once
+        wait_until(lambda: client.stats().overall.completed == len(ids), 20, "stats")
+    assert worker.proc.poll() is None and coordinator.proc.poll() is None
+    assert "Redis unreachable" in worker.output()
+    assert "Traceback" not in worker.output() + coordinator.output()
+
+
+def test_sigterm_with_redis_down_exits_within_grace(
+        own_redis: RedisServer, own_daemons: list[Daemon]) -> None:
+    """A worker told to stop while Redis is down gives up recording after --grace seconds
+    and exits; once Redis is back, the reaper has its tasks run again elsewhere."""
+    worker = spawn_worker(own_daemons, own_redis.url, "down", SLOW, "--role", "d", "-c", "5",
+                          "--grace", "2", env=FAST_REAP)
+    with Client(own_redis.url, "down") as client:
+        ids = client.enqueue_many("d", [1.0] * 5)
+        wait_until(lambda: all(client.get(t).status is TaskStatus.RUNNING for t in ids), 10,
+                   "the tasks to start")
+        own_redis.stop()
+        began = time.monotonic()
+        worker.proc.send_signal(signal.SIGTERM)
+        assert worker.proc.wait(15) == 0, worker.output()
+        took = time.monotonic() - began
+        assert took < 8, f"exit took {took:.1f} s with --grace 2"
+        assert "giving up: the reaper re-runs those tasks" in worker.output()
+
+        own_redis.start()
+        spawn_worker(own_daemons, own_redis.url, "down", SLOW, "--role", "d", env=FAST_REAP)
+        results = client.wait_many(ids, timeout=30)
+        assert [r.output for r in results] == [1.0] * 5
+        assert [client.get(t).attempt for t in ids] == [2] * 5
