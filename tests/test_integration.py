@@ -260,6 +260,32 @@ def test_killed_workers_tasks_are_rerun_by_another(
     assert [w.id for w in client.workers()] == [b_id]
 
 
+def test_late_finish_of_a_frozen_worker_is_refused_and_it_rejoins(
+        redis_url: str, prefix: str, daemons: list[Daemon], client: Client,
+        sync_redis: redis.Redis) -> None:
+    """A worker frozen (SIGSTOP) past its heartbeat is presumed dead and its task runs
+    elsewhere; thawed, its late result is refused by the fence, counted and logged, and it
+    goes back to work."""
+    a = spawn_worker(daemons, redis_url, prefix, H + "record", "--role", "fence", env=FAST_REAP)
+    tid = client.enqueue("fence", {"sleep": 2.0})
+    wait_until(lambda: run_counts(sync_redis, prefix, [tid]) == [1], what="A to start it")
+    a.proc.send_signal(signal.SIGSTOP)
+    b = spawn_worker(daemons, redis_url, prefix, H + "record", "--role", "fence", env=FAST_REAP)
+    result = client.wait(tid, timeout=20)
+    assert result.output["worker"] == worker_id_of(b) and result.output["attempt"] == 2
+    b.proc.send_signal(signal.SIGSTOP)  # so that the next task can only go to A
+    a.proc.send_signal(signal.SIGCONT)
+
+    a.wait_for(f"result of task {tid} refused", 10)
+    assert sync_redis.hget("{" + prefix + "}:counters", "fenced") == b"1"
+    info = client.get(tid)
+    assert (info.status, info.attempt, info.worker) == (TaskStatus.COMPLETED, 2, worker_id_of(b))
+    assert client.wait(tid, timeout=1).output == result.output  # the first result stands
+    later = client.enqueue("fence", {})
+    assert client.wait(later, timeout=10).output["worker"] == worker_id_of(a)
+    b.proc.send_signal(signal.SIGCONT)
+
+
 def test_task_longer_than_worker_timeout_on_live_worker_runs_once(
         redis_url: str, prefix: str, daemons: list[Daemon], client: Client,
         sync_redis: redis.Redis) -> None:
