@@ -25,7 +25,7 @@ from pydantic import BaseModel
 
 from .client import Client
 from .codec import Record
-from .errors import CeylonRedisError, TaskTimeoutError
+from .errors import CeylonRedisError, RedisConnectionError, RedisTimeoutError, TaskTimeoutError
 from .models import RoleStats, Stats
 from .settings import Settings, redact_url
 
@@ -60,6 +60,9 @@ def _friendly_errors(func: F) -> F:
             url = kwargs.get("url") or Settings.from_env().url
             click.echo(f"error: Redis at {redact_url(url)} refused the credentials: {exc}",
                        err=True)
+            sys.exit(1)
+        except (RedisConnectionError, RedisTimeoutError) as exc:  # these name the URL
+            click.echo(f"error: {exc}", err=True)
             sys.exit(1)
         except (redis.ConnectionError, redis.TimeoutError) as exc:
             url = kwargs.get("url") or Settings.from_env().url

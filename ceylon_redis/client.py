@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import re
 from collections.abc import Iterable, Sequence
@@ -59,6 +60,12 @@ class _Base:
             self.settings = settings.with_(**{k: v for k, v in
                                               (("url", url), ("prefix", prefix)) if v})
         self.keys = Keys(self.settings.prefix)
+        self.redis: Any = None
+
+    def _explained(self) -> contextlib.AbstractContextManager[None]:
+        """Outage errors of the reply channel explained as the commands' are (own redis only)."""
+        explained = getattr(self.redis, "explained", None)
+        return explained() if explained is not None else contextlib.nullcontext()
 
     def _spec(self, role: str, data: Any, **options: Any) -> TaskSpec:
         return make_spec(self.settings, role, data, **options)
@@ -145,7 +152,8 @@ class AsyncClient(_Base):
     def __init__(self, url: str | None = None, prefix: str | None = None, *,
                  settings: Settings | None = None, redis: Any = None) -> None:
         super().__init__(url, prefix, settings)
-        self.redis: Any = redis if redis is not None else async_redis(self.settings.url)
+        self.redis = (redis if redis is not None
+                      else async_redis(self.settings.url, timeout=self.settings.socket_timeout))
         self._owns_redis = redis is None
         self.scripts = Scripts.register(self.redis)
         self._waiter = AsyncWaiter(self.redis, self.keys, self.scripts.watch)
@@ -231,12 +239,13 @@ class AsyncClient(_Base):
 
     async def wait(self, task_id: str, timeout: float | None = None) -> TaskResult:
         """The task's result once it is final; TaskTimeoutError after ``timeout`` seconds."""
-        return (await self._waiter.wait_many([task_id], timeout))[0]
+        return (await self.wait_many([task_id], timeout))[0]
 
     async def wait_many(self, task_ids: Sequence[str],
                         timeout: float | None = None) -> list[TaskResult]:
         """Results of all the tasks, in order, over one connection."""
-        return await self._waiter.wait_many(list(task_ids), timeout)
+        with self._explained():
+            return await self._waiter.wait_many(list(task_ids), timeout)
 
     async def get(self, task_id: str) -> TaskInfo:
         """Status, attempts, worker, timings and (once final) the result of a task."""
@@ -349,7 +358,8 @@ class Client(_Base):
     def __init__(self, url: str | None = None, prefix: str | None = None, *,
                  settings: Settings | None = None, redis: Any = None) -> None:
         super().__init__(url, prefix, settings)
-        self.redis: Any = redis if redis is not None else sync_redis(self.settings.url)
+        self.redis = (redis if redis is not None
+                      else sync_redis(self.settings.url, timeout=self.settings.socket_timeout))
         self._owns_redis = redis is None
         self.scripts = Scripts.register(self.redis)
         self._waiter = SyncWaiter(self.redis, self.keys, self.scripts.watch)
@@ -431,11 +441,12 @@ class Client(_Base):
 
     def wait(self, task_id: str, timeout: float | None = None) -> TaskResult:
         """The task's result once it is final; TaskTimeoutError after ``timeout`` seconds."""
-        return self._waiter.wait_many([task_id], timeout)[0]
+        return self.wait_many([task_id], timeout)[0]
 
     def wait_many(self, task_ids: Sequence[str], timeout: float | None = None) -> list[TaskResult]:
         """Results of all the tasks, in order, over one connection."""
-        return self._waiter.wait_many(list(task_ids), timeout)
+        with self._explained():
+            return self._waiter.wait_many(list(task_ids), timeout)
 
     def get(self, task_id: str) -> TaskInfo:
         """Status, attempts, worker, timings and (once final) the result of a task."""

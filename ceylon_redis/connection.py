@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Any
+import contextlib
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any, cast
 
 import redis
 import redis.asyncio as aioredis
 from loguru import logger
 
+from .errors import RedisConnectionError, RedisTimeoutError
 from .settings import redact_url
+
+if TYPE_CHECKING:
+    from .settings import Settings
 
 _embedded_server: Any = None
 
@@ -24,11 +30,103 @@ def is_outage(exc: BaseException) -> bool:
 
 
 MAX_CONNECTIONS = 100
-"""Connections one client opens at most; further commands wait for a free one, never fail."""
+"""Connections one client opens at most; further commands wait for a free one (a producer
+up to its socket_timeout, a daemon as long as it takes)."""
 
 
-def async_redis(url: str, **kwargs: Any) -> aioredis.Redis:
-    """An asyncio Redis client for ``url`` (``embedded://`` for the in-process one)."""
+def explain_outage(exc: BaseException, url: str, timeout: float) -> Exception | None:
+    """The error a producer raises instead of redis-py's ``exc``, naming the (redacted) URL
+    and the timeout; None for errors left as they are (refused password, loading, ...)."""
+    where = redact_url(url)
+    if type(exc) is redis.TimeoutError:
+        return RedisTimeoutError(f"Redis at {where} did not answer within {timeout:g} s ({exc})")
+    if type(exc) is redis.ConnectionError:
+        if "No connection available" in str(exc):
+            return RedisConnectionError(
+                f"no free connection to Redis at {where} within {timeout:g} s: all "
+                f"{MAX_CONNECTIONS} are busy (is Redis answering slowly?)")
+        return RedisConnectionError(f"cannot reach Redis at {where}: {exc}")
+    return None
+
+
+@contextlib.contextmanager
+def _explained(client: Any) -> Iterator[None]:
+    try:
+        yield
+    except (redis.ConnectionError, redis.TimeoutError) as exc:
+        better = explain_outage(exc, client.ceylon_url, client.ceylon_timeout)
+        if better is None:
+            raise
+        raise better from exc
+
+
+class _Explaining:
+    """What both explaining clients share: the URL and timeout their errors name."""
+
+    ceylon_url = ""
+    ceylon_timeout = 0.0
+
+    def explained(self) -> contextlib.AbstractContextManager[None]:
+        """Outage errors raised inside (say, by a pub/sub subscription) explained."""
+        return _explained(self)
+
+
+class ExplainingRedis(_Explaining, redis.Redis):
+    """A ``redis.Redis`` whose outage errors are RedisTimeoutError / RedisConnectionError."""
+
+    def execute_command(self, *args: Any, **options: Any) -> Any:
+        with _explained(self):
+            return super().execute_command(*args, **options)  # type: ignore[no-untyped-call]
+
+    def pipeline(self, *args: Any, **kwargs: Any) -> Any:
+        pipe = super().pipeline(*args, **kwargs)
+        execute = pipe.execute
+
+        def explained_execute(*a: Any, **kw: Any) -> Any:
+            with _explained(self):
+                return execute(*a, **kw)
+
+        pipe.execute = explained_execute  # type: ignore[method-assign]
+        return pipe
+
+
+class AsyncExplainingRedis(_Explaining, aioredis.Redis):  # type: ignore[misc]
+    """An asyncio ``Redis`` whose outage errors are RedisTimeoutError / RedisConnectionError.
+
+    (The type: ignore is for a clash of two of redis-py's own command mixins.)
+    """
+
+    async def execute_command(self, *args: Any, **options: Any) -> Any:
+        with _explained(self):
+            return await super().execute_command(  # type: ignore[no-untyped-call]
+                *args, **options)
+
+    def pipeline(self, *args: Any, **kwargs: Any) -> Any:
+        pipe = super().pipeline(*args, **kwargs)
+        execute = pipe.execute
+
+        async def explained_execute(*a: Any, **kw: Any) -> Any:
+            with _explained(self):
+                return await execute(*a, **kw)
+
+        pipe.execute = explained_execute  # type: ignore[method-assign]
+        return pipe
+
+
+def daemon_timeouts(settings: Settings) -> dict[str, float]:
+    """Socket timeouts of a worker's or coordinator's connections: ``socket_timeout`` to
+    connect, and that plus the blocking reads' ``block_ms`` for a reply."""
+    return {"socket_connect_timeout": settings.socket_timeout,
+            "socket_timeout": settings.socket_timeout + settings.block_ms / 1000}
+
+
+def async_redis(url: str, *, timeout: float | None = None, **kwargs: Any) -> aioredis.Redis:
+    """An asyncio Redis client for ``url`` (``embedded://`` for the in-process one).
+
+    With ``timeout`` (a producer's ``socket_timeout``), connecting, each reply and a free
+    pooled connection are each waited for at most that long, and outages raise
+    RedisTimeoutError / RedisConnectionError naming the URL. Without, only ``kwargs`` limit.
+    """
     if url.startswith("embedded://"):
         import fakeredis
 
@@ -37,13 +135,22 @@ def async_redis(url: str, **kwargs: Any) -> aioredis.Redis:
             max_connections=MAX_CONNECTIONS, **kwargs)
     kwargs.setdefault("health_check_interval", 30)
     kwargs.setdefault("socket_keepalive", True)
+    if timeout is not None:
+        kwargs.update(socket_timeout=timeout, socket_connect_timeout=timeout)
     pool = aioredis.BlockingConnectionPool.from_url(
-        url, max_connections=MAX_CONNECTIONS, timeout=None, **kwargs)
-    return aioredis.Redis.from_pool(pool)
+        url, max_connections=MAX_CONNECTIONS, timeout=timeout, **kwargs)
+    if timeout is None:
+        return aioredis.Redis.from_pool(pool)
+    client = cast(AsyncExplainingRedis, AsyncExplainingRedis.from_pool(pool))
+    client.ceylon_url, client.ceylon_timeout = url, timeout
+    return client
 
 
-def sync_redis(url: str, **kwargs: Any) -> redis.Redis:
-    """A blocking Redis client for ``url`` (``embedded://`` for the in-process one)."""
+def sync_redis(url: str, *, timeout: float | None = None, **kwargs: Any) -> redis.Redis:
+    """A blocking Redis client for ``url`` (``embedded://`` for the in-process one).
+
+    ``timeout``: as for async_redis.
+    """
     if url.startswith("embedded://"):
         import fakeredis
 
@@ -52,9 +159,15 @@ def sync_redis(url: str, **kwargs: Any) -> redis.Redis:
             max_connections=MAX_CONNECTIONS, **kwargs)
     kwargs.setdefault("health_check_interval", 30)
     kwargs.setdefault("socket_keepalive", True)
+    if timeout is not None:
+        kwargs.update(socket_timeout=timeout, socket_connect_timeout=timeout)
     pool = redis.BlockingConnectionPool.from_url(
-        url, max_connections=MAX_CONNECTIONS, timeout=None, **kwargs)
-    return redis.Redis.from_pool(pool)
+        url, max_connections=MAX_CONNECTIONS, timeout=timeout, **kwargs)
+    if timeout is None:
+        return redis.Redis.from_pool(pool)
+    client = cast(ExplainingRedis, ExplainingRedis.from_pool(pool))
+    client.ceylon_url, client.ceylon_timeout = url, timeout
+    return client
 
 
 def embedded_server() -> Any:

@@ -9,12 +9,16 @@
     ├── UnknownTaskError         a task id that Redis does not know
     ├── DependencyError          a prerequisite that is unknown, failed or cancelled
     ├── ScriptError              a Lua script answered with an unexpected code
-    └── TaskTimeoutError         wait() ran out of time (also a builtin TimeoutError)
+    ├── TaskTimeoutError         wait() ran out of time (also a builtin TimeoutError)
+    ├── RedisConnectionError     a client's Redis is unreachable (also a redis.ConnectionError)
+    └── RedisTimeoutError        a client's Redis did not answer in time (a redis.TimeoutError)
 
     Retry                        raised by a handler: run this task again (after ``delay``)
 """
 
 from __future__ import annotations
+
+import redis
 
 
 class CeylonRedisError(Exception):
@@ -50,6 +54,18 @@ class ScriptError(CeylonRedisError):
 
 class TaskTimeoutError(CeylonRedisError, TimeoutError):
     """wait() gave up before the task reached a final state."""
+
+
+class RedisConnectionError(CeylonRedisError, redis.ConnectionError):
+    """A client could not reach its Redis (refused, reset, no free connection); the message
+    names the URL, password redacted. The command may or may not have been carried out."""
+
+
+class RedisTimeoutError(CeylonRedisError, redis.TimeoutError):
+    """A client's Redis did not answer within ``Settings.socket_timeout`` (stopped,
+    blackholed, overloaded); the message names the URL and the timeout. The command may
+    still be carried out once Redis answers: repeat an enqueue with the same ``task_id``
+    (TaskExistsError then says the first one went through)."""
 
 
 class Retry(Exception):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from dataclasses import dataclass, replace
@@ -52,6 +53,10 @@ class Settings:
     """How long one blocking stream read waits before the worker checks for shutdown."""
     max_payload_bytes: int = 16 * 1024 * 1024
     """Largest encoded payload accepted by enqueue."""
+    socket_timeout: float = 10.0
+    """Seconds a client waits to connect, for a reply and for a free pooled connection before
+    raising RedisTimeoutError / RedisConnectionError. Daemons allow ``block_ms`` more per
+    reply (their blocking reads) and retry; idle pub/sub listening is never cut by it."""
 
     def __post_init__(self) -> None:
         check_name("prefix", self.prefix)
@@ -69,6 +74,8 @@ class Settings:
             raise ValidationError("task_timeout must be positive (or None for no limit)")
         if self.dead_letter_ttl <= 0 or self.schedule_poll <= 0:
             raise ValidationError("dead_letter_ttl and schedule_poll must be positive")
+        if not 0 < self.socket_timeout < math.inf:  # also rejects NaN
+            raise ValidationError("socket_timeout must be a positive number of seconds")
 
     @classmethod
     def from_env(cls, url: str | None = None, prefix: str | None = None,
@@ -83,7 +90,7 @@ class Settings:
                            ("worker_timeout", float), ("heartbeat_interval", float),
                            ("retry_backoff", float), ("retry_backoff_max", float),
                            ("retry_jitter", float), ("task_timeout", float),
-                           ("dead_letter_ttl", int)):
+                           ("dead_letter_ttl", int), ("socket_timeout", float)):
             raw = env.get(f"CEYLON_REDIS_{name.upper()}")
             if raw:
                 try:

@@ -26,7 +26,7 @@ import redis
 from loguru import logger
 
 from .codec import decode
-from .connection import async_redis, is_outage
+from .connection import async_redis, daemon_timeouts, is_outage
 from .coordinator import Coordinator
 from .faults import MID_RUN_DELAY, fault_from_env
 from .handlers import FINAL, NOT_RETRYABLE, Handler, Outcome, handlers_from
@@ -36,6 +36,9 @@ from .protocol import parse_started
 from .scheduler import run_scheduler
 from .scripts import Scripts
 from .settings import Settings, redact_url
+
+_IDLE_READ = 30.0
+"""Seconds one read of the control channel waits for a message before waiting again."""
 
 
 def _worker_id(name: str) -> str:
@@ -88,7 +91,7 @@ class Worker:
         self.settings = settings or Settings.from_env(url=url, prefix=prefix)
         self.keys = Keys(self.settings.prefix)
         self.redis: Any = (redis_client if redis_client is not None
-                           else async_redis(self.settings.url))
+                           else async_redis(self.settings.url, **daemon_timeouts(self.settings)))
         self._owns_redis = redis_client is None
         self.scripts = Scripts.register(self.redis)
         if concurrency is not None and concurrency < 1:
@@ -336,8 +339,12 @@ class Worker:
             try:
                 await pubsub.subscribe(self.keys.control)
                 backoff = 0.5
-                async for msg in pubsub.listen():
-                    if msg["type"] != "message":
+                while True:
+                    # A read with its own timeout, not listen(): redis-py 5 cuts an idle
+                    # listen() at the socket timeout.
+                    msg = await pubsub.get_message(ignore_subscribe_messages=True,
+                                                   timeout=_IDLE_READ)
+                    if msg is None or msg["type"] != "message":
                         continue
                     verb, _, rest = msg["data"].decode().partition(" ")
                     wid, _, tid = rest.partition(" ")
