@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -14,10 +15,23 @@ from .keys import check_name
 DEFAULT_URL = "redis://localhost:6379/0"
 DEFAULT_PREFIX = "ceylon"
 
+URL_ENV = ("CEYLON_REDIS_URL", "REDIS_URL")
+"""Variables naming the Redis URL, the first set one winning."""
+PREFIX_ENV = "CEYLON_REDIS_PREFIX"
+_NUMBERS_FROM_ENV: tuple[tuple[str, Callable[[str], Any]], ...] = (
+    ("result_ttl", int), ("max_attempts", int), ("worker_timeout", float),
+    ("heartbeat_interval", float), ("retry_backoff", float), ("retry_backoff_max", float),
+    ("retry_jitter", float), ("task_timeout", float), ("dead_letter_ttl", int),
+    ("socket_timeout", float))
+"""Fields ``Settings.from_env`` reads from ``CEYLON_REDIS_<FIELD>``, with their types."""
+ENV_VARS: tuple[str, ...] = (*URL_ENV, PREFIX_ENV,
+                             *(f"CEYLON_REDIS_{name.upper()}" for name, _ in _NUMBERS_FROM_ENV))
+"""Every environment variable ``Settings.from_env`` reads (the CLI's options read more)."""
+
 
 def url_from_env() -> str | None:
     """The Redis URL the environment names: CEYLON_REDIS_URL, then REDIS_URL."""
-    return os.environ.get("CEYLON_REDIS_URL") or os.environ.get("REDIS_URL") or None
+    return next((url for url in map(os.environ.get, URL_ENV) if url), None)
 
 
 @dataclass(frozen=True)
@@ -84,13 +98,9 @@ class Settings:
         env = os.environ
         values: dict[str, Any] = {
             "url": url or url_from_env() or DEFAULT_URL,
-            "prefix": prefix or env.get("CEYLON_REDIS_PREFIX") or DEFAULT_PREFIX,
+            "prefix": prefix or env.get(PREFIX_ENV) or DEFAULT_PREFIX,
         }
-        for name, conv in (("result_ttl", int), ("max_attempts", int),
-                           ("worker_timeout", float), ("heartbeat_interval", float),
-                           ("retry_backoff", float), ("retry_backoff_max", float),
-                           ("retry_jitter", float), ("task_timeout", float),
-                           ("dead_letter_ttl", int), ("socket_timeout", float)):
+        for name, conv in _NUMBERS_FROM_ENV:
             raw = env.get(f"CEYLON_REDIS_{name.upper()}")
             if raw:
                 try:
