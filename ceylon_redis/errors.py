@@ -10,6 +10,7 @@
     ├── DependencyError          a prerequisite that is unknown, failed or cancelled
     ├── ScriptError              a Lua script answered with an unexpected code
     ├── TaskTimeoutError         wait() ran out of time (also a builtin TimeoutError)
+    ├── ProtocolMismatchError    a live daemon of this namespace runs other scripts (versions)
     ├── RedisConnectionError     a client's Redis is unreachable (also a redis.ConnectionError)
     └── RedisTimeoutError        a client's Redis did not answer in time (a redis.TimeoutError)
 
@@ -54,6 +55,11 @@ class ScriptError(CeylonRedisError):
 
 class TaskTimeoutError(CeylonRedisError, TimeoutError):
     """wait() gave up before the task reached a final state."""
+
+
+class ProtocolMismatchError(CeylonRedisError):
+    """A worker would join a namespace where a live worker runs other scripts: another
+    ceylon-redis version. Stop the old daemons first (docs/operations.md, "Upgrading")."""
 
 
 class RedisConnectionError(CeylonRedisError, redis.ConnectionError):

@@ -28,13 +28,14 @@ from loguru import logger
 from .codec import decode
 from .connection import async_redis, daemon_timeouts, is_outage
 from .coordinator import Coordinator
+from .errors import ProtocolMismatchError
 from .faults import MID_RUN_DELAY, fault_from_env
 from .handlers import FINAL, NOT_RETRYABLE, Handler, Outcome, handlers_from
 from .keys import GROUP, Keys
 from .process import TaskContext
 from .protocol import parse_started
 from .scheduler import run_scheduler
-from .scripts import Scripts
+from .scripts import Scripts, script_protocol
 from .settings import Settings, redact_url
 
 _IDLE_READ = 30.0
@@ -134,6 +135,7 @@ class Worker:
 
     async def run(self) -> None:
         """Consume until ``stop()``; then drain, give back leftovers and deregister."""
+        await self._check_protocol()
         await self._ensure_groups()
         await self._heartbeat()
         for c in self.consumers:
@@ -170,6 +172,24 @@ class Worker:
             self._executor.shutdown(wait=False, cancel_futures=True)
             if self._owns_redis:
                 await self.redis.aclose()
+
+    async def _check_protocol(self) -> None:
+        """Refuse to start beside a live worker whose scripts differ (another version)."""
+        sec, usec = await self.redis.time()
+        fresh = sec * 1000 + usec // 1000 - self.settings.worker_timeout * 1000
+        live = await self.redis.zrangebyscore(self.keys.workers, fresh, "+inf")
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for wid in live:
+                pipe.hget(self.keys.worker(wid.decode()), "protocol")
+            theirs = await pipe.execute()
+        others = [(w.decode(), (p or b"none").decode()) for w, p in zip(live, theirs)
+                  if (p or b"").decode() != script_protocol()]
+        if others:
+            wid, p = others[0]
+            raise ProtocolMismatchError(
+                f"{len(others)} live workers of prefix {self.settings.prefix!r} run other "
+                f"scripts (e.g. {wid}: protocol {p}, this one {script_protocol()}): another "
+                "ceylon-redis version; stop them before starting this one")
 
     async def _ensure_groups(self) -> None:
         for role in {c.role for c in self.consumers}:
@@ -458,7 +478,8 @@ class Worker:
         for c in self.consumers:
             info = {"roles": c.role, "name": c.handler.name, "host": socket.gethostname(),
                     "pid": os.getpid(), "concurrency": c.concurrency,
-                    "started_at": self._started_at, "processed": c.processed,
+                    "started_at": self._started_at, "protocol": script_protocol(),
+                    "processed": c.processed,
                     "failed": c.failed}
             args: list[Any] = [c.id, len(info)]
             for k, v in info.items():

@@ -9,6 +9,7 @@ NOSCRIPT reply (SCRIPT FLUSH, a restarted or failed-over Redis).
 from __future__ import annotations
 
 import functools
+import hashlib
 import re
 from dataclasses import dataclass
 from importlib import resources
@@ -25,6 +26,15 @@ def source(name: str) -> str:
     root = resources.files(__name__)
     text = (root / f"{name}.lua").read_text()
     return _INCLUDE.sub(lambda m: (root / "includes" / m.group(1)).read_text(), text)
+
+
+@functools.cache
+def script_protocol() -> str:
+    """A digest of every script: daemons that differ in it must not share a namespace."""
+    digest = hashlib.sha1(usedforsecurity=False)
+    for name in NAMES:
+        digest.update(source(name).encode())
+    return digest.hexdigest()[:12]
 
 
 @dataclass(frozen=True)
