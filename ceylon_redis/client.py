@@ -18,7 +18,7 @@ from typing import Any
 from .connection import async_redis, sync_redis
 from .errors import UnknownTaskError, ValidationError, raise_for_script_error
 from .graphs import AsyncGraph, Graph
-from .keys import Keys, check_task_id
+from .keys import Keys, check_name, check_task_id
 from .models import (
     DeadLetter,
     DeadRetry,
@@ -35,6 +35,7 @@ from .protocol import (
     TaskSpec,
     enqueue_args,
     graph_specs,
+    last_delivered,
     make_spec,
     new_task_id,
     parse_dead_letter,
@@ -98,6 +99,25 @@ class _Base:
                             _int(replies[4 * i + 2]), _int(replies[4 * i + 3]))
                 for i, role in enumerate(roles)]
 
+    def _oldest_ready_pipe(self, pipe: Any, rows: list[QueueInfo], replies: list[Any]) -> bool:
+        """Queue on ``pipe`` a read of each role's first ready entry, then TIME; False if no
+        role has a ready task."""
+        ready = [(i, q) for i, q in enumerate(rows) if q.ready]
+        for i, q in ready:
+            start = last_delivered(_list(replies[4 * i + 1]))
+            pipe.xrange(self.keys.stream(q.role), min=start if start == "-" else "(" + start,
+                        count=1)
+        pipe.time()
+        return bool(ready)
+
+    @staticmethod
+    def _set_oldest_ready(rows: list[QueueInfo], replies: list[Any]) -> None:
+        *firsts, now = replies
+        now_ms = _redis_ms(now)
+        for q, first in zip((q for q in rows if q.ready), firsts):
+            if first:
+                q.oldest_ready_age = max(0.0, (now_ms - int(first[0][0].split(b"-")[0])) / 1000)
+
     def _stats(self, roles: list[str], replies: list[Any], queues: list[QueueInfo]) -> Stats:
         """Stats from the replies of ``_stats_pipe``: one HGETALL per role, ZRANGE, TIME."""
         *raws, coordinators, now = replies
@@ -118,6 +138,23 @@ class _Base:
     def _alive_count(self, now: tuple[int, int], scores: list[Any]) -> int:
         limit = self.settings.worker_timeout * 1000
         return sum(1 for _, score in scores if _redis_ms(now) - score <= limit)
+
+    def _purge_reads(self, pipe: Any, role: str) -> None:
+        check_name("role", role)
+        pipe.zrange(self.keys.scheduled(role), 0, -1)
+        pipe.smembers(self.keys.waiting(role))
+        pipe.xinfo_groups(self.keys.stream(role))
+
+    @staticmethod
+    def _purge_start(replies: list[Any]) -> tuple[list[str], str]:
+        """Ids of the scheduled and waiting tasks, and where the ready entries begin."""
+        held = [m.decode() for m in [*_list(replies[0]), *(replies[1] or ())]]
+        start = last_delivered(_list(replies[2]))
+        return held, start if start == "-" else "(" + start
+
+    @staticmethod
+    def _ready_page(entries: list[Any]) -> list[str]:
+        return [f[b"id"].decode() for _, f in entries if f.get(b"id")]
 
     def _dead_entry_ids(self, ids: Sequence[str], dead_fields: Sequence[Any]) -> list[str]:
         """Entry ids of dead letters named by entry id or by task id (its ``dead`` field)."""
@@ -262,7 +299,11 @@ class AsyncClient(_Base):
                 pipe.scard(self.keys.waiting(role))
                 pipe.zcard(self.keys.scheduled(role))
             replies = await pipe.execute(raise_on_error=False)
-        return self._queue_rows(roles, replies, alive)
+        rows = self._queue_rows(roles, replies, alive)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            if self._oldest_ready_pipe(pipe, rows, replies):
+                self._set_oldest_ready(rows, await pipe.execute())
+        return rows
 
     async def coordinators_alive(self) -> int:
         """Coordinators whose heartbeat is fresh (statistics move only while one runs)."""
@@ -337,6 +378,32 @@ class AsyncClient(_Base):
         report.skipped.update(_pairs(skipped))
         for gid in graphs:
             report.retried += await self.graph(gid.decode()).retry_failed()
+
+    async def dead_letter_count(self) -> int:
+        """Dead letters kept, all roles together."""
+        return int(await self.redis.xlen(self.keys.dead))
+
+    async def purge(self, role: str, reason: str = "purged") -> int:
+        """Cancel every task of ``role`` that has not started: ready, scheduled and waiting
+        ones (their dependents settle as for any cancel). Running tasks are left alone;
+        returns how many were cancelled."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            self._purge_reads(pipe, role)
+            ids, start = self._purge_start(await pipe.execute(raise_on_error=False))
+        while True:
+            page = await self.redis.xrange(self.keys.stream(role), min=start, count=_BATCH)
+            ids += self._ready_page(page)
+            if len(page) < _BATCH:
+                break
+            start = "(" + page[-1][0].decode()
+        cancelled = 0
+        for i in range(0, len(ids), _BATCH):
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for tid in ids[i:i + _BATCH]:
+                    await self.scripts.cancel(keys=[self.keys.base],
+                                              args=self._cancel_args(tid, reason), client=pipe)
+                cancelled += _count_cancelled(await pipe.execute(raise_on_error=False))
+        return cancelled
 
     async def purge_dead(self, ids: Sequence[str] | None = None) -> int:
         """Forget dead letters (all when no ids); the tasks' hashes expire with their TTL."""
@@ -463,7 +530,11 @@ class Client(_Base):
                 pipe.scard(self.keys.waiting(role))
                 pipe.zcard(self.keys.scheduled(role))
             replies = pipe.execute(raise_on_error=False)
-        return self._queue_rows(roles, replies, alive)
+        rows = self._queue_rows(roles, replies, alive)
+        with self.redis.pipeline(transaction=False) as pipe:
+            if self._oldest_ready_pipe(pipe, rows, replies):
+                self._set_oldest_ready(rows, pipe.execute())
+        return rows
 
     def coordinators_alive(self) -> int:
         """Coordinators whose heartbeat is fresh (statistics move only while one runs)."""
@@ -539,6 +610,32 @@ class Client(_Base):
         for gid in graphs:
             report.retried += self.graph(gid.decode()).retry_failed()
 
+    def dead_letter_count(self) -> int:
+        """Dead letters kept, all roles together."""
+        return int(self.redis.xlen(self.keys.dead))
+
+    def purge(self, role: str, reason: str = "purged") -> int:
+        """Cancel every task of ``role`` that has not started: ready, scheduled and waiting
+        ones (their dependents settle as for any cancel). Running tasks are left alone;
+        returns how many were cancelled."""
+        with self.redis.pipeline(transaction=False) as pipe:
+            self._purge_reads(pipe, role)
+            ids, start = self._purge_start(pipe.execute(raise_on_error=False))
+        while True:
+            page = self.redis.xrange(self.keys.stream(role), min=start, count=_BATCH)
+            ids += self._ready_page(page)
+            if len(page) < _BATCH:
+                break
+            start = "(" + page[-1][0].decode()
+        cancelled = 0
+        for i in range(0, len(ids), _BATCH):
+            with self.redis.pipeline(transaction=False) as pipe:
+                for tid in ids[i:i + _BATCH]:
+                    self.scripts.cancel(keys=[self.keys.base],
+                                        args=self._cancel_args(tid, reason), client=pipe)
+                cancelled += _count_cancelled(pipe.execute(raise_on_error=False))
+        return cancelled
+
     def purge_dead(self, ids: Sequence[str] | None = None) -> int:
         """Forget dead letters (all when no ids); the tasks' hashes expire with their TTL."""
         if ids is None:
@@ -563,6 +660,11 @@ def _cancelled(task_id: str, reply: Any) -> bool:
     if before is None:
         raise UnknownTaskError(f"unknown task {task_id} (never enqueued, or its result expired)")
     return int(reply[1]) > 0
+
+
+def _count_cancelled(replies: list[Any]) -> int:
+    """How many cancel replies say the task was cancelled (not already final, not unknown)."""
+    return sum(1 for r in replies if isinstance(r, list) and len(r) > 1 and _int(r[1]) > 0)
 
 
 def _pairs(flat: Sequence[Any]) -> dict[str, str]:

@@ -123,6 +123,8 @@ class QueueInfo(BaseModel):
     """Tasks of this role waiting for prerequisites."""
     scheduled: int = 0
     """Tasks of this role held until a time (delayed, or retrying after a backoff)."""
+    oldest_ready_age: float | None = None
+    """Seconds the oldest ready task has waited to be taken (None when none is ready)."""
 
 
 class DeadLetter(BaseModel):

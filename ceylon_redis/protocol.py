@@ -299,6 +299,16 @@ def parse_queue(role: str, xlen: int, groups: Any, alive_roles: list[list[str]],
                      workers_alive=sum(1 for roles in alive_roles if role in roles))
 
 
+def last_delivered(groups: Any) -> str:
+    """The workers group's last-delivered entry id from XINFO GROUPS ('-' without the group):
+    the entries after it are the ready ones."""
+    for group in groups or []:
+        g = {_text(k): v for k, v in group.items()} if isinstance(group, dict) else {}
+        if _text(g.get("name", b"")) == GROUP:
+            return _text(g.get("last-delivered-id", b"0-0"))
+    return "-"
+
+
 def parse_worker(worker_id: str, raw: Mapping[bytes, bytes], heartbeat_ms: float,
                  alive: bool) -> WorkerInfo:
     f = {_text(k): _text(v) for k, v in raw.items()}

@@ -12,9 +12,10 @@ from ceylon_redis.cli import main
 from tests.conftest import ROOT
 
 
-def invoke(env: dict[str, str], *args: str) -> Result:
-    """Run the CLI in-process; an exception other than SystemExit fails the test."""
-    return CliRunner().invoke(main, list(args), env=env, catch_exceptions=False)
+def invoke(env: dict[str, str], *args: str, input: str | None = None) -> Result:
+    """Run the CLI in-process (``input`` on its stdin); an exception other than SystemExit
+    fails the test."""
+    return CliRunner().invoke(main, list(args), env=env, input=input, catch_exceptions=False)
 
 
 def full_env(env: dict[str, str]) -> dict[str, str]:
