@@ -168,9 +168,13 @@ def worker(target: str, role: str | None, concurrency: int | None, grace: float,
 
 
 @main.command()
+@click.option("--metrics-port", type=click.IntRange(0, 65535), default=None,
+              envvar="CEYLON_REDIS_METRICS_PORT",
+              help="Also serve Prometheus /metrics on this port (0: any free one) "
+                   "[env CEYLON_REDIS_METRICS_PORT].")
 @_connection_options
 @_friendly_errors
-def coordinator(url: str | None, prefix: str | None) -> None:
+def coordinator(metrics_port: int | None, url: str | None, prefix: str | None) -> None:
     """Keep statistics from finished tasks until SIGTERM or SIGINT.
 
     Any number may run; each event is counted once, and a dead coordinator's
@@ -178,7 +182,17 @@ def coordinator(url: str | None, prefix: str | None) -> None:
     """
     from .coordinator import run_coordinator
 
-    asyncio.run(run_coordinator(settings=Settings.from_env(url=url, prefix=prefix)))
+    settings = Settings.from_env(url=url, prefix=prefix)
+    server = None
+    if metrics_port is not None:
+        from .cli_metrics import serve_or_exit
+
+        server = serve_or_exit(settings, metrics_port, "0.0.0.0")
+    try:
+        asyncio.run(run_coordinator(settings=settings))
+    finally:
+        if server is not None:
+            server.stop()
 
 
 @main.command()
@@ -282,18 +296,22 @@ def queues(as_json: bool, url: str | None, prefix: str | None) -> None:
     with Client(url, prefix) as client:
         rows = client.queues()
         coordinators = client.coordinators_alive()
+        dead = client.dead_letter_count()
 
     def text() -> str:
         if not rows:
             return "no queues yet"
         out = [f"{'ROLE':<20} {'WAITING':>8} {'SCHEDULED':>9} {'READY':>8} {'RUNNING':>8} "
-               f"{'CONSUMERS':>10} {'ALIVE':>6}"]
+               f"{'CONSUMERS':>10} {'ALIVE':>6} {'OLDEST READY':>12}"]
         for q in rows:
             out.append(f"{q.role:<20} {q.waiting:>8} {q.scheduled:>9} {q.ready:>8} "
-                       f"{q.running:>8} {q.consumers:>10} {q.workers_alive:>6}")
+                       f"{q.running:>8} {q.consumers:>10} {q.workers_alive:>6} "
+                       f"{_seconds(q.oldest_ready_age):>12}")
             if q.ready and not q.workers_alive:
                 out.append(f"  ! {q.ready} tasks wait for role {q.role!r}, and no worker of it "
                            "is alive")
+        if dead:
+            out.append(f"dead letters: {dead} (ceylon-redis dead list)")
         if coordinators:
             out.append(f"coordinators alive: {coordinators}")
         else:
@@ -304,7 +322,7 @@ def queues(as_json: bool, url: str | None, prefix: str | None) -> None:
         return "\n".join(out)
 
     _emit(as_json, lambda: {"queues": [dict(q) for q in rows],
-                            "coordinators_alive": coordinators}, text)
+                            "coordinators_alive": coordinators, "dead_letters": dead}, text)
 
 
 @main.command()
@@ -451,6 +469,25 @@ def cancel(task_id: str, reason: str | None, url: str | None, prefix: str | None
 
 
 @main.command()
+@click.argument("role")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask first.")
+@click.option("--reason", default="purged", show_default=True,
+              help="Stored as each cancelled task's error.")
+@_connection_options
+@_friendly_errors
+def purge(role: str, yes: bool, reason: str, url: str | None, prefix: str | None) -> None:
+    """Cancel every task of ROLE that has not started (ready, scheduled, waiting)."""
+    with Client(url, prefix) as client:
+        q = next((q for q in client.queues() if q.role == role), None)
+        if q is None:
+            raise click.UsageError(f"no role {role!r} in this namespace")
+        if not yes:
+            click.confirm(f"Cancel {q.ready} ready, {q.scheduled} scheduled and {q.waiting} "
+                          f"waiting tasks of role {role!r}?", abort=True)
+        click.echo(f"cancelled {client.purge(role, reason)} tasks of role {role!r}")
+
+
+@main.command()
 @click.option("--scale", type=click.FloatRange(0, 10), default=0.2, show_default=True,
               help="Multiply the example's sleeps by this.")
 @click.option("--url", envvar=["CEYLON_REDIS_URL", "REDIS_URL"], default=None,
@@ -465,3 +502,5 @@ def demo(scale: float, url: str | None) -> None:
 
 
 from . import cli_dead  # noqa: E402, F401  (registers `ceylon-redis dead`)
+
+from . import cli_metrics  # noqa: E402, F401  # isort: skip (registers `metrics`)
