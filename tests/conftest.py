@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -108,9 +109,17 @@ class Daemon:
         raise AssertionError(f"{text!r} not in daemon output:\n{self.output()}")
 
     def stop(self, timeout: float = 30.0) -> int:
+        """SIGTERM and wait; a daemon that does not exit in time dumps its stacks (SIGUSR1)
+        into its output, which the failure shows."""
         if self.proc.poll() is None:
             self.proc.terminate()
-        return self.proc.wait(timeout)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.send_signal(signal.SIGUSR1)
+            time.sleep(1.0)
+            raise AssertionError(f"daemon did not exit {timeout} s after SIGTERM; its output "
+                                 f"and stacks:\n{self.output()[-20000:]}") from None
 
 
 @pytest.fixture
