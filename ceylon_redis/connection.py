@@ -120,6 +120,19 @@ def daemon_timeouts(settings: Settings) -> dict[str, float]:
             "socket_timeout": settings.socket_timeout + settings.block_ms / 1000}
 
 
+def daemon_redis(settings: Settings) -> aioredis.Redis:
+    """The asyncio client of a worker, coordinator or playground (see daemon_timeouts)."""
+    return async_redis(settings.url, **daemon_timeouts(settings))
+
+
+def _pool_options(timeout: float | None, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """Connection pool options: ours, then the caller's, then ``timeout`` if given."""
+    options: dict[str, Any] = {"health_check_interval": 30, "socket_keepalive": True, **kwargs}
+    if timeout is not None:
+        options.update(socket_timeout=timeout, socket_connect_timeout=timeout)
+    return {**options, "max_connections": MAX_CONNECTIONS, "timeout": timeout}
+
+
 def async_redis(url: str, *, timeout: float | None = None, **kwargs: Any) -> aioredis.Redis:
     """An asyncio Redis client for ``url`` (``embedded://`` for the in-process one).
 
@@ -133,12 +146,7 @@ def async_redis(url: str, *, timeout: float | None = None, **kwargs: Any) -> aio
         return fakeredis.FakeAsyncRedis(
             server=embedded_server(), connection_pool_class=aioredis.BlockingConnectionPool,
             max_connections=MAX_CONNECTIONS, **kwargs)
-    kwargs.setdefault("health_check_interval", 30)
-    kwargs.setdefault("socket_keepalive", True)
-    if timeout is not None:
-        kwargs.update(socket_timeout=timeout, socket_connect_timeout=timeout)
-    pool = aioredis.BlockingConnectionPool.from_url(
-        url, max_connections=MAX_CONNECTIONS, timeout=timeout, **kwargs)
+    pool = aioredis.BlockingConnectionPool.from_url(url, **_pool_options(timeout, kwargs))
     if timeout is None:
         return aioredis.Redis.from_pool(pool)
     client = cast(AsyncExplainingRedis, AsyncExplainingRedis.from_pool(pool))
@@ -157,12 +165,7 @@ def sync_redis(url: str, *, timeout: float | None = None, **kwargs: Any) -> redi
         return fakeredis.FakeRedis(
             server=embedded_server(), connection_pool_class=redis.BlockingConnectionPool,
             max_connections=MAX_CONNECTIONS, **kwargs)
-    kwargs.setdefault("health_check_interval", 30)
-    kwargs.setdefault("socket_keepalive", True)
-    if timeout is not None:
-        kwargs.update(socket_timeout=timeout, socket_connect_timeout=timeout)
-    pool = redis.BlockingConnectionPool.from_url(
-        url, max_connections=MAX_CONNECTIONS, timeout=timeout, **kwargs)
+    pool = redis.BlockingConnectionPool.from_url(url, **_pool_options(timeout, kwargs))
     if timeout is None:
         return redis.Redis.from_pool(pool)
     client = cast(ExplainingRedis, ExplainingRedis.from_pool(pool))

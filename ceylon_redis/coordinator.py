@@ -29,7 +29,7 @@ from typing import Any
 import redis
 from loguru import logger
 
-from .connection import async_redis, daemon_timeouts, is_outage
+from .connection import daemon_redis, is_outage
 from .faults import fault_from_env
 from .keys import COORDINATOR_GROUP, Keys
 from .scheduler import run_scheduler
@@ -48,7 +48,7 @@ class Coordinator:
         self.settings = settings or Settings.from_env(url=url, prefix=prefix)
         self.keys = Keys(self.settings.prefix)
         self.redis: Any = (redis_client if redis_client is not None
-                           else async_redis(self.settings.url, **daemon_timeouts(self.settings)))
+                           else daemon_redis(self.settings))
         self._owns_redis = redis_client is None
         self.scripts = Scripts.register(self.redis)
         self.id = (f"coordinator-{socket.gethostname()[:24]}-{os.getpid()}-"

@@ -27,7 +27,7 @@ from typing import Any
 from loguru import logger
 
 from .client import AsyncClient
-from .connection import async_redis, daemon_timeouts, resolve_url
+from .connection import daemon_redis, resolve_url
 from .models import TaskResult, TaskStatus
 from .process import ProcessWorker
 from .protocol import TaskDef
@@ -106,7 +106,7 @@ class TaskProcessingPlayground:
                           allow_embedded=True)
         settings = (self._settings or Settings.from_env(url=url, prefix=self._prefix)).with_(
             url=url)
-        redis_client = async_redis(url, **daemon_timeouts(settings))  # shared with a worker
+        redis_client = daemon_redis(settings)  # shared with a worker
         self.llm_agents = list(workers)
         self.client = AsyncClient(settings=settings, redis=redis_client)
         worker = (Worker(self.llm_agents, concurrency=self.concurrency, settings=settings,

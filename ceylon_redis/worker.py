@@ -26,7 +26,7 @@ import redis
 from loguru import logger
 
 from .codec import decode
-from .connection import async_redis, daemon_timeouts, is_outage
+from .connection import daemon_redis, is_outage
 from .coordinator import Coordinator
 from .errors import ProtocolMismatchError
 from .faults import MID_RUN_DELAY, fault_from_env
@@ -92,7 +92,7 @@ class Worker:
         self.settings = settings or Settings.from_env(url=url, prefix=prefix)
         self.keys = Keys(self.settings.prefix)
         self.redis: Any = (redis_client if redis_client is not None
-                           else async_redis(self.settings.url, **daemon_timeouts(self.settings)))
+                           else daemon_redis(self.settings))
         self._owns_redis = redis_client is None
         self.scripts = Scripts.register(self.redis)
         if concurrency is not None and concurrency < 1:

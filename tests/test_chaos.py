@@ -15,8 +15,7 @@ import redis
 
 from ceylon_redis import Client, TaskDef, TaskStatus
 from tests.conftest import ROOT, Daemon, spawn_coordinator, spawn_worker
-from tests.handlers_for_tests import who_key
-from tests.test_integration import FAST_REAP, run_counts, wait_until
+from tests.test_integration import FAST_REAP, run_counts, runners, task_fields, wait_until
 
 pytestmark = pytest.mark.redis
 
@@ -65,7 +64,7 @@ def test_chaos_kill_nine_every_second(redis_url: str, prefix: str, daemons: list
             coordinator.proc.kill()
             coordinator.proc.wait(10)
             daemons.append(Daemon(["coordinator"], env))
-    done_at_chaos_end = sum(1 for s in _statuses(client, ids) if s is TaskStatus.COMPLETED)
+    done_at_chaos_end = task_fields(sync_redis, prefix, ids, "status").count("COMPLETED")
 
     results = dict(zip(ids, client.wait_many(ids, timeout=180)))
     elapsed = time.monotonic() - began
@@ -78,11 +77,7 @@ def test_chaos_kill_nine_every_second(redis_url: str, prefix: str, daemons: list
     runs = dict(zip(ids, run_counts(sync_redis, prefix, ids)))
     assert min(runs.values()) == 1
     killed_ids = {wid for d in killed for wid in _started_ids(d)}
-    with sync_redis.pipeline(transaction=False) as pipe:
-        for tid in ids:
-            pipe.lrange(who_key(prefix, tid), 0, -1)
-        runners = {tid: [w.decode() for w in ws] for tid, ws in zip(ids, pipe.execute())}
-    unjustified = {tid: who for tid, who in runners.items()
+    unjustified = {tid: who for tid, who in runners(sync_redis, prefix, ids).items()
                    if not set(who[:-1]) <= killed_ids}
     assert not unjustified, f"ran again though no killed worker had run it: {unjustified}"
     # Each kill can cost at most what that worker was running.
@@ -101,9 +96,3 @@ def test_chaos_kill_nine_every_second(redis_url: str, prefix: str, daemons: list
           f"{sum(runs.values()) - len(ids)} duplicate runs (bound {len(killed) * CONCURRENCY}); "
           f"{reclaimed} dead workers reaped; stats completed={client.stats().overall.completed}")
 
-
-def _statuses(client: Client, ids: list[str]) -> list[TaskStatus]:
-    with client.redis.pipeline(transaction=False) as pipe:
-        for tid in ids:
-            pipe.hget(client.keys.task(tid), "status")
-        return [TaskStatus(v.decode()) for v in pipe.execute()]

@@ -17,8 +17,7 @@ from ceylon_redis import Client, TaskDef
 from ceylon_redis.errors import ValidationError
 from ceylon_redis.faults import COORDINATOR_STEPS, WORKER_STEPS, fault_from_env
 from tests.conftest import Daemon, spawn_coordinator, spawn_worker
-from tests.handlers_for_tests import who_key
-from tests.test_integration import FAST_REAP, run_counts, wait_until
+from tests.test_integration import FAST_REAP, run_counts, runners, wait_until, worker_id_of
 
 pytestmark = pytest.mark.redis
 
@@ -37,18 +36,9 @@ def _enqueue_work(client: Client, sleep: float) -> list[str]:
     return [t.id or "" for t in tasks]
 
 
-def _runners(r: redis.Redis, prefix: str, ids: list[str]) -> dict[str, list[str]]:
-    return {tid: [w.decode() for w in r.lrange(who_key(prefix, tid), 0, -1)] for tid in ids}
-
-
 def _died_at(d: Daemon, step: str) -> None:
     assert d.proc.wait(20) == -9, d.output()
     assert f"fault injected: killed at {step}" in d.output()
-
-
-def _worker_id(d: Daemon) -> str:
-    line = next(x for x in d.output().splitlines() if "started:" in x)
-    return line.split("worker ", 1)[1].split(" started:", 1)[0]
 
 
 def _stats_settle(client: Client, total: int) -> None:
@@ -65,7 +55,7 @@ def test_worker_killed_at_step_loses_nothing(
     victim = spawn_worker(daemons, redis_url, prefix, NODE, "--role", "f", "-c",
                           str(VICTIM_CONCURRENCY),
                           env={**FAST_REAP, "CEYLON_REDIS_FAULT": step})
-    victim_id = _worker_id(victim)
+    victim_id = worker_id_of(victim)
     ids = _enqueue_work(client, sleep=0.2)
     _died_at(victim, step)
 
@@ -76,19 +66,19 @@ def test_worker_killed_at_step_loses_nothing(
     assert all(r.success for r in results.values()), [r.error for r in results.values()]
     assert [results[f"c{j}-{DEPTH - 1}"].output["sum"] for j in range(CHAINS)] == [DEPTH] * CHAINS
     runs = dict(zip(ids, run_counts(sync_redis, prefix, ids)))
-    runners = _runners(sync_redis, prefix, ids)
+    ran = runners(sync_redis, prefix, ids)
     assert min(runs.values()) == 1
     twice = {tid for tid, n in runs.items() if n > 1}
     # Only what the dead worker had begun runs again, and at most once more.
-    assert all(runners[tid][:-1] == [victim_id] for tid in twice), runners
+    assert all(ran[tid][:-1] == [victim_id] for tid in twice), ran
     assert len(twice) <= VICTIM_CONCURRENCY
     print(f"\n{step}: {len(ids)} tasks completed, {len(twice)} ran twice "
           f"({sorted(twice)}), victim recorded "
-          f"{sum(1 for r in runners.values() if r == [victim_id])}")
+          f"{sum(1 for r in ran.values() if r == [victim_id])}")
     if step in ("after-read", "after-start"):
         assert not twice  # the victim never entered a handler
     if step == "after-finish":  # what the victim recorded stays recorded, never re-run
-        recorded = [t for t, r in runners.items() if r == [victim_id]]
+        recorded = [t for t, r in ran.items() if r == [victim_id]]
         assert recorded and all(runs[t] == 1 for t in recorded)
     if step != "after-finish":
         assert "presumed dead" in survivor.output()

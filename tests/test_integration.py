@@ -47,6 +47,14 @@ def run_counts(r: redis.Redis, prefix: str, ids: list[str]) -> list[int]:
         return [int(v or 0) for v in pipe.execute()]
 
 
+def runners(r: redis.Redis, prefix: str, ids: list[str]) -> dict[str, list[str]]:
+    """The workers that ran each task, one per run, in order (handlers that note ``who``)."""
+    with r.pipeline(transaction=False) as pipe:
+        for tid in ids:
+            pipe.lrange(who_key(prefix, tid), 0, -1)
+        return {tid: [w.decode() for w in ws] for tid, ws in zip(ids, pipe.execute())}
+
+
 def task_fields(r: redis.Redis, prefix: str, ids: list[str], field: str) -> list[str | None]:
     with r.pipeline(transaction=False) as pipe:
         for tid in ids:

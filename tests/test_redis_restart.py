@@ -13,7 +13,7 @@ import redis
 
 from ceylon_redis import Client, TaskStatus
 from tests.conftest import Daemon, spawn_coordinator, spawn_worker
-from tests.test_integration import FAST_REAP, wait_until
+from tests.test_integration import FAST_REAP, task_fields, wait_until
 
 from .redis_server import RedisServer, require_redis_server
 
@@ -66,13 +66,14 @@ def test_redis_killed_mid_release_applies_all_or_nothing(
 
             assert client.get(root).status is TaskStatus.RUNNING
             assert client.redis.xlen(client.keys.stream("held")) == 0
-            assert _statuses(client, held) == {"WAITING": 50_000}
+            statuses = Counter(task_fields(client.redis, "crash", held, "status"))
+            assert statuses == {"WAITING": 50_000}
 
             probe.config_set("busy-reply-threshold", 5000)  # the default: no BUSY replies now
             worker.proc.send_signal(signal.SIGCONT)
             assert client.wait(root, timeout=30).output == {"sum": 1, "failed": []}
             assert client.redis.xlen(client.keys.stream("held")) == 50_000
-            assert _statuses(client, held) == {"QUEUED": 50_000}
+            assert Counter(task_fields(client.redis, "crash", held, "status")) == {"QUEUED": 50_000}
             assert int(client.redis.get("{crash}:test:runs:" + root)) == 1
     finally:
         server.stop()
@@ -86,11 +87,6 @@ def _busy(probe: redis.Redis) -> bool:
     return False
 
 
-def _statuses(client: Client, ids: list[str]) -> dict[str, int]:
-    with client.redis.pipeline(transaction=False) as pipe:
-        for tid in ids:
-            pipe.hget(client.keys.task(tid), "status")
-        return dict(Counter(v.decode() for v in pipe.execute()))
 
 
 def test_daemons_carry_on_through_a_redis_restart(
