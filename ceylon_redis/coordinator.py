@@ -19,7 +19,6 @@ or the playground (on by default).
 from __future__ import annotations
 
 import asyncio
-import faulthandler
 import os
 import random
 import socket
@@ -32,6 +31,7 @@ from loguru import logger
 from .connection import daemon_redis, is_outage
 from .faults import fault_from_env
 from .keys import COORDINATOR_GROUP, Keys
+from .lifecycle import arm_exit_deadline, install_stack_dumps, wait_or_abandon
 from .scheduler import run_scheduler
 from .scripts import Scripts
 from .settings import Settings, redact_url
@@ -77,7 +77,7 @@ class Coordinator:
             await self._consume()
         finally:
             chores.cancel()
-            await asyncio.gather(chores, scheduler, return_exceptions=True)
+            await wait_or_abandon({chores, scheduler}, 5.0, "background tasks")
             try:
                 await self.redis.zrem(self.keys.coordinators, self.id)
                 await self._forget_consumer(self.id)
@@ -88,7 +88,14 @@ class Coordinator:
             logger.info("coordinator {} stopped: {} events applied, {} claimed from others",
                         self.id, self.applied, self.claimed)
             if self._owns_redis:
-                await self.redis.aclose()
+                await wait_or_abandon({asyncio.create_task(self.redis.aclose())}, 5.0,
+                                      "closing connections")
+
+    def shutdown_budget(self) -> float:
+        """Seconds a stop may take at most: a blocking read and deregistering, each
+        through an outage."""
+        s = self.settings
+        return 2 * (s.socket_timeout + s.block_ms / 1000) + 10
 
     async def _ensure_group(self) -> None:
         try:
@@ -209,7 +216,12 @@ async def run_coordinator(**options: Any) -> None:
 
     coordinator = Coordinator(**options)
     loop = asyncio.get_running_loop()
+
+    def on_signal() -> None:
+        arm_exit_deadline(coordinator.shutdown_budget() + 10, "coordinator")
+        coordinator.stop()
+
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, coordinator.stop)
-    faulthandler.register(signal.SIGUSR1, all_threads=True)  # kill -USR1: every stack to stderr
+        loop.add_signal_handler(sig, on_signal)
+    install_stack_dumps()
     await coordinator.run()

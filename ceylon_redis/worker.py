@@ -12,10 +12,10 @@ whose heartbeat lapsed. ``stop()`` drains: no new reads, in-flight tasks get
 from __future__ import annotations
 
 import asyncio
-import faulthandler
 import os
 import random
 import socket
+import sys
 import time
 import uuid
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -32,6 +32,7 @@ from .errors import ProtocolMismatchError
 from .faults import MID_RUN_DELAY, fault_from_env
 from .handlers import FINAL, NOT_RETRYABLE, Handler, Outcome, handlers_from
 from .keys import GROUP, Keys
+from .lifecycle import arm_exit_deadline, install_stack_dumps, wait_or_abandon
 from .process import TaskContext
 from .protocol import parse_started
 from .scheduler import run_scheduler
@@ -39,6 +40,8 @@ from .scripts import Scripts, script_protocol
 from .settings import Settings, redact_url
 
 _IDLE_READ = 30.0
+_STEP_WAIT = 5.0
+"""Seconds a shutdown step that needs no grace (cancelled loops, closing) may take."""
 """Seconds one read of the control channel waits for a message before waiting again."""
 
 
@@ -161,17 +164,41 @@ class Worker:
                 self.coordinator.stop()  # its last blocking read ends while we drain
             for r in readers:
                 r.cancel()
+            await wait_or_abandon(readers, _STEP_WAIT, "readers")
             await self._drain()
-            await self._done.join()
+            await self._settle_outcomes(finisher)
             for t in (finisher, beat, control):
                 t.cancel()
-            await asyncio.gather(finisher, beat, control, scheduler, return_exceptions=True)
+            await wait_or_abandon({finisher, beat, control, scheduler}, _STEP_WAIT,
+                                  "background tasks")
             await self._give_back_and_deregister()
             if coordinating is not None:
-                await coordinating
+                await wait_or_abandon({coordinating}, self.shutdown_budget(), "coordinator")
             self._executor.shutdown(wait=False, cancel_futures=True)
             if self._owns_redis:
-                await self.redis.aclose()
+                await wait_or_abandon({asyncio.create_task(self.redis.aclose())}, _STEP_WAIT,
+                                      "closing connections")
+
+    def shutdown_budget(self) -> float:
+        """Seconds a stop may take at most: the grace, then recording through an outage."""
+        s = self.settings
+        return self.grace + 2 * (s.socket_timeout + s.block_ms / 1000) + 2 * _STEP_WAIT
+
+    async def _settle_outcomes(self, finisher: asyncio.Task[None]) -> None:
+        """Wait until every outcome handed over is recorded (or given up on)."""
+        joined = asyncio.create_task(self._done.join())
+        await asyncio.wait({joined, finisher}, timeout=self.shutdown_budget(),
+                           return_when=asyncio.FIRST_COMPLETED)
+        if joined.done():
+            return
+        joined.cancel()
+        left = self._done.qsize()
+        if finisher.done() and not finisher.cancelled() and finisher.exception():
+            logger.error("recording outcomes failed ({!r}); {} left unrecorded: the reaper "
+                         "re-runs those tasks", finisher.exception(), left)
+        else:
+            logger.error("outcomes still unrecorded after {:.0f} s ({} left): the reaper "
+                         "re-runs those tasks", self.shutdown_budget(), left)
 
     async def _check_protocol(self) -> None:
         """Refuse to start beside a live worker whose scripts differ (another version)."""
@@ -180,10 +207,11 @@ class Worker:
         live = await self.redis.zrangebyscore(self.keys.workers, fresh, "+inf")
         async with self.redis.pipeline(transaction=False) as pipe:
             for wid in live:
-                pipe.hget(self.keys.worker(wid.decode()), "protocol")
+                pipe.hmget(self.keys.worker(wid.decode()), "protocol", "pid")
             theirs = await pipe.execute()
-        others = [(w.decode(), (p or b"none").decode()) for w, p in zip(live, theirs)
-                  if (p or b"").decode() != script_protocol()]
+        # No pid: the hash went since the ZRANGEBYSCORE, a worker that just stopped.
+        others = [(w.decode(), (p or b"none").decode()) for w, (p, pid) in zip(live, theirs)
+                  if pid is not None and (p or b"").decode() != script_protocol()]
         if others:
             wid, p = others[0]
             raise ProtocolMismatchError(
@@ -536,6 +564,7 @@ async def run_worker(handlers: Any, **options: Any) -> None:
         signals += 1
         if signals == 1:
             logger.info("{} received: finishing in-flight tasks, then exiting", signame)
+            arm_exit_deadline(worker.shutdown_budget() + 10, "worker")
             worker.stop()
         else:
             logger.warning("{} received again: cancelling in-flight tasks", signame)
@@ -547,7 +576,13 @@ async def run_worker(handlers: Any, **options: Any) -> None:
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, on_signal, sig.name)
-    faulthandler.register(signal.SIGUSR1, all_threads=True)  # kill -USR1: every stack to stderr
+    install_stack_dumps()
     await worker.run()
+    abandoned = sum(c.stragglers for c in worker.consumers)
+    if abandoned:  # Python's exit would join those threads, however long they run
+        logger.warning("exiting without {} sync handler threads that still run (their tasks "
+                       "were given back)", abandoned)
+        sys.stderr.flush()
+        os._exit(0)
 
 
