@@ -2,7 +2,8 @@
 
 Exit codes: 0 success; 1 an error (one line on stderr: Redis unreachable, bad
 data, unknown task); 2 a usage error; 3 ``enqueue --wait`` whose task did not
-complete (FAILED or CANCELLED); 4 ``enqueue --wait`` that timed out.
+complete (FAILED or CANCELLED); 4 ``enqueue --wait`` that timed out; 70 a
+daemon whose stop overran its deadline (stacks dumped, see lifecycle.py).
 """
 
 from __future__ import annotations
@@ -12,11 +13,12 @@ import base64
 import dataclasses
 import datetime as dt
 import functools
+import io
 import json
 import sys
 from collections.abc import Callable
 from enum import Enum
-from typing import Any, TypeVar
+from typing import Any, TextIO, TypeVar
 
 import click
 import redis
@@ -26,7 +28,7 @@ from pydantic import BaseModel
 from .client import Client
 from .codec import Record
 from .errors import CeylonRedisError, RedisConnectionError, RedisTimeoutError, TaskTimeoutError
-from .models import RoleStats, Stats
+from .models import RoleStats, Stats, TaskResult
 from .settings import Settings, redact_url
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -197,7 +199,7 @@ def coordinator(metrics_port: int | None, url: str | None, prefix: str | None) -
 
 @main.command()
 @click.argument("role")
-@click.argument("data", default="null")
+@click.argument("data", required=False)
 @click.option("--name", default=None, help="A label for the task.")
 @click.option("--id", "task_id", default=None, help="Task id (default: a new uuid).")
 @click.option("--depends-on", multiple=True, help="A prerequisite task id (repeatable).")
@@ -212,21 +214,32 @@ def coordinator(metrics_port: int | None, url: str | None, prefix: str | None) -
               help="Seconds an attempt may run (default: the worker's).")
 @click.option("--delay", type=click.FloatRange(0), default=None,
               help="Seconds to hold the task before it may run.")
+@click.option("--from-file", "-f", "from_file", type=click.File("r"), default=None,
+              help="Enqueue one task per line of this JSON Lines file ('-': stdin) "
+                   "instead of DATA.")
 @click.option("--wait", "wait", is_flag=True, help="Wait for the result and print it.")
 @click.option("--timeout", type=float, default=None, help="Seconds --wait waits.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @_connection_options
 @_friendly_errors
-def enqueue(role: str, data: str, name: str | None, task_id: str | None,
+def enqueue(role: str, data: str | None, name: str | None, task_id: str | None,
             depends_on: tuple[str, ...], on_failure: str, max_attempts: int | None,
             backoff: float | None, time_limit: float | None, delay: float | None,
-            wait: bool, timeout: float | None, as_json: bool,
+            from_file: TextIO | None, wait: bool, timeout: float | None, as_json: bool,
             url: str | None, prefix: str | None) -> None:
-    """Enqueue a task for ROLE with DATA (JSON); print its id (or its result with --wait)."""
-    try:
-        payload = json.loads(data)
-    except json.JSONDecodeError as exc:
-        raise click.BadParameter(f"not JSON: {exc}", param_hint="DATA") from None
+    """Enqueue a task for ROLE with DATA (JSON); print its id (or its result with --wait).
+
+    With --from-file, enqueue one task per line and print one id per line; a
+    progress bar shows on a terminal for the enqueue and for --wait.
+    """
+    if from_file is not None:
+        if data is not None or task_id or depends_on or name:
+            raise click.UsageError("--from-file takes no DATA, --id, --name or --depends-on")
+        enqueue_file(role, from_file, dict(max_attempts=max_attempts, backoff=backoff,
+                                           timeout=time_limit, delay=delay),
+                     wait, timeout, as_json, url, prefix)
+        return
+    payload = _json_arg(data if data is not None else "null", "DATA")
     with Client(url, prefix) as client:
         tid = client.enqueue(role, payload, name=name, task_id=task_id, depends_on=depends_on,
                              on_failure=on_failure,  # type: ignore[arg-type]
@@ -235,16 +248,74 @@ def enqueue(role: str, data: str, name: str | None, task_id: str | None,
         if not wait:
             _emit(as_json, lambda: {"id": tid}, lambda: tid)
             return
-        try:
-            result = client.wait(tid, timeout=timeout)
-        except TaskTimeoutError as exc:
-            click.echo(f"error: {exc}", err=True)
-            sys.exit(4)
-        _emit(as_json, lambda: dict(result),
-              lambda: f"{tid} {result.status.value if result.status else ''}\n"
-                      + (_dumps(result.output) if result.success else f"error: {result.error}"))
-        if not result.success:
-            sys.exit(3)
+        results = _wait_or_exit(client, [tid], timeout)
+    _emit(as_json, lambda: dict(results[0]), lambda: _result_text(results[0]))
+    if not results[0].success:
+        sys.exit(3)
+
+
+def _json_arg(text: str, what: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise click.BadParameter(f"not JSON: {exc}", param_hint=what) from None
+
+
+def _result_text(result: TaskResult) -> str:
+    return (f"{result.task_id} {result.status.value if result.status else ''}\n"
+            + (_dumps(result.output) if result.success else f"error: {result.error}"))
+
+
+def _wait_or_exit(client: Client, ids: list[str], timeout: float | None) -> list[TaskResult]:
+    """Every result (a progress bar on a terminal for many); exit 4 on timeout."""
+    try:
+        with _progress(len(ids), "waiting") as bar:
+            return client.wait_many(ids, timeout=timeout, on_result=lambda _: bar.update(1))
+    except TaskTimeoutError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(4)
+
+
+def _progress(total: int, label: str) -> Any:
+    """A progress bar on stderr when it is a terminal and there is more than one item."""
+    shown = total > 1 and sys.stderr.isatty()
+    return click.progressbar(length=total, label=label, file=sys.stderr if shown else io.StringIO(),
+                             show_pos=True, show_eta=True)
+
+
+_FILE_BATCH = 1000
+"""Tasks per enqueue_many call when enqueuing a file."""
+
+
+def enqueue_file(role: str, lines: TextIO, options: dict[str, Any], wait: bool,
+                 timeout: float | None, as_json: bool, url: str | None,
+                 prefix: str | None) -> None:
+    """``enqueue --from-file``: every line parsed before any is enqueued, then batches."""
+    where = getattr(lines, "name", "file")
+    payloads = [_json_arg(line, f"{where} line {n}")
+                for n, line in enumerate(lines, 1) if line.strip()]
+    with Client(url, prefix) as client:
+        ids: list[str] = []
+        with _progress(len(payloads), "enqueuing") as bar:
+            try:
+                for i in range(0, len(payloads), _FILE_BATCH):
+                    chunk = payloads[i:i + _FILE_BATCH]
+                    ids += client.enqueue_many(role, chunk, **options)
+                    bar.update(len(chunk))
+            except Exception:
+                if ids:  # what did land, so that a rerun can skip it
+                    click.echo("\n".join(ids))
+                    click.echo(f"enqueued {len(ids)} of {len(payloads)} tasks (ids above) "
+                               "before:", err=True)
+                raise
+        if not wait:
+            _emit(as_json, lambda: [{"id": t} for t in ids], lambda: "\n".join(ids))
+            return
+        results = _wait_or_exit(client, ids, timeout)
+    _emit(as_json, lambda: [dict(r) for r in results],
+          lambda: "\n".join(_result_text(r).replace("\n", " ", 1) for r in results))
+    if not all(r.success for r in results):
+        sys.exit(3)
 
 
 @main.command()
@@ -457,15 +528,17 @@ def graph(graph_id: str, show_tasks: bool, do_cancel: bool, do_retry: bool, as_j
 @main.command()
 @click.argument("task_id")
 @click.option("--reason", default=None, help="Why (stored as the task's error).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @_connection_options
 @_friendly_errors
-def cancel(task_id: str, reason: str | None, url: str | None, prefix: str | None) -> None:
+def cancel(task_id: str, reason: str | None, as_json: bool, url: str | None,
+           prefix: str | None) -> None:
     """Cancel a task not yet final; its dependents settle as for a failure."""
     with Client(url, prefix) as client:
-        if client.cancel(task_id, reason):
-            click.echo(f"{task_id} CANCELLED")
-        else:
-            click.echo(f"{task_id} was already {client.get(task_id).status.value}")
+        cancelled = client.cancel(task_id, reason)
+        status = "CANCELLED" if cancelled else client.get(task_id).status.value
+    _emit(as_json, lambda: {"id": task_id, "cancelled": cancelled, "status": status},
+          lambda: f"{task_id} {'CANCELLED' if cancelled else 'was already ' + status}")
 
 
 @main.command()
@@ -473,9 +546,11 @@ def cancel(task_id: str, reason: str | None, url: str | None, prefix: str | None
 @click.option("--yes", "-y", is_flag=True, help="Do not ask first.")
 @click.option("--reason", default="purged", show_default=True,
               help="Stored as each cancelled task's error.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @_connection_options
 @_friendly_errors
-def purge(role: str, yes: bool, reason: str, url: str | None, prefix: str | None) -> None:
+def purge(role: str, yes: bool, reason: str, as_json: bool, url: str | None,
+          prefix: str | None) -> None:
     """Cancel every task of ROLE that has not started (ready, scheduled, waiting)."""
     with Client(url, prefix) as client:
         q = next((q for q in client.queues() if q.role == role), None)
@@ -484,7 +559,9 @@ def purge(role: str, yes: bool, reason: str, url: str | None, prefix: str | None
         if not yes:
             click.confirm(f"Cancel {q.ready} ready, {q.scheduled} scheduled and {q.waiting} "
                           f"waiting tasks of role {role!r}?", abort=True)
-        click.echo(f"cancelled {client.purge(role, reason)} tasks of role {role!r}")
+        n = client.purge(role, reason)
+    _emit(as_json, lambda: {"role": role, "cancelled": n},
+          lambda: f"cancelled {n} tasks of role {role!r}")
 
 
 @main.command()

@@ -55,27 +55,34 @@ def show(id: str, as_json: bool, url: str | None, prefix: str | None) -> None:
 @dead.command()
 @click.argument("task_ids", nargs=-1)
 @click.option("--all", "every", is_flag=True, help="Retry every dead letter.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @_connection_options
 @_friendly_errors
-def retry(task_ids: tuple[str, ...], every: bool, url: str | None, prefix: str | None) -> None:
+def retry(task_ids: tuple[str, ...], every: bool, as_json: bool, url: str | None,
+          prefix: str | None) -> None:
     """Run dead-lettered tasks again, each with a fresh attempt budget."""
     if bool(task_ids) == every:
         raise click.UsageError("give task ids or --all")
     with Client(url, prefix) as client:
         report = client.retry_dead(None if every else list(task_ids))
-    click.echo(f"retried {report.retried} tasks")
-    for tid, why in report.skipped.items():
-        click.echo(f"skipped {tid}: {why}", err=True)
+    _emit(as_json, lambda: {"retried": report.retried, "skipped": report.skipped},
+          lambda: f"retried {report.retried} tasks")
+    if not as_json:
+        for tid, why in report.skipped.items():
+            click.echo(f"skipped {tid}: {why}", err=True)
 
 
 @dead.command()
 @click.argument("ids", nargs=-1)
 @click.option("--all", "every", is_flag=True, help="Purge every dead letter.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @_connection_options
 @_friendly_errors
-def purge(ids: tuple[str, ...], every: bool, url: str | None, prefix: str | None) -> None:
+def purge(ids: tuple[str, ...], every: bool, as_json: bool, url: str | None,
+          prefix: str | None) -> None:
     """Forget dead letters (by task id or entry id); task hashes expire with their TTL."""
     if bool(ids) == every:
         raise click.UsageError("give task or entry ids, or --all")
     with Client(url, prefix) as client:
-        click.echo(f"purged {client.purge_dead(None if every else list(ids))} dead letters")
+        n = client.purge_dead(None if every else list(ids))
+    _emit(as_json, lambda: {"purged": n}, lambda: f"purged {n} dead letters")

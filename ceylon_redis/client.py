@@ -46,7 +46,7 @@ from .protocol import (
 from .scripts import Scripts
 from .settings import Settings
 from .stats import role_stats
-from .waiting import AsyncWaiter, SyncWaiter
+from .waiting import AsyncWaiter, OnResult, SyncWaiter
 
 _BATCH = 1000
 _ENTRY_ID = re.compile(r"^\d+-\d+$")
@@ -278,11 +278,14 @@ class AsyncClient(_Base):
         """The task's result once it is final; TaskTimeoutError after ``timeout`` seconds."""
         return (await self.wait_many([task_id], timeout))[0]
 
-    async def wait_many(self, task_ids: Sequence[str],
-                        timeout: float | None = None) -> list[TaskResult]:
-        """Results of all the tasks, in order, over one connection."""
+    async def wait_many(self, task_ids: Sequence[str], timeout: float | None = None, *,
+                        on_result: OnResult | None = None) -> list[TaskResult]:
+        """Results of all the tasks, in order, over one connection.
+
+        ``on_result`` is called with each result as it arrives, in no set order.
+        """
         with self._explained():
-            return await self._waiter.wait_many(list(task_ids), timeout)
+            return await self._waiter.wait_many(list(task_ids), timeout, on_result)
 
     async def get(self, task_id: str) -> TaskInfo:
         """Status, attempts, worker, timings and (once final) the result of a task."""
@@ -510,10 +513,14 @@ class Client(_Base):
         """The task's result once it is final; TaskTimeoutError after ``timeout`` seconds."""
         return self.wait_many([task_id], timeout)[0]
 
-    def wait_many(self, task_ids: Sequence[str], timeout: float | None = None) -> list[TaskResult]:
-        """Results of all the tasks, in order, over one connection."""
+    def wait_many(self, task_ids: Sequence[str], timeout: float | None = None, *,
+                  on_result: OnResult | None = None) -> list[TaskResult]:
+        """Results of all the tasks, in order, over one connection.
+
+        ``on_result`` is called with each result as it arrives, in no set order.
+        """
         with self._explained():
-            return self._waiter.wait_many(list(task_ids), timeout)
+            return self._waiter.wait_many(list(task_ids), timeout, on_result)
 
     def get(self, task_id: str) -> TaskInfo:
         """Status, attempts, worker, timings and (once final) the result of a task."""

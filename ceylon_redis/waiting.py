@@ -13,8 +13,9 @@ import threading
 import time
 import uuid
 from collections import defaultdict
-from concurrent.futures import Future
-from concurrent.futures import TimeoutError as FutureTimeoutError
+from collections.abc import Callable, Iterable
+from concurrent.futures import ALL_COMPLETED, FIRST_COMPLETED, Future
+from concurrent.futures import wait as wait_futures
 from typing import Any
 
 import redis
@@ -26,6 +27,19 @@ from .models import TaskResult
 from .protocol import parse_notification, parse_watch
 
 _CHUNK = 1000
+
+
+OnResult = Callable[[TaskResult], None]
+"""Called with each result as it arrives (say, to move a progress bar)."""
+
+
+def _report(done: Iterable[Any], on_result: OnResult | None) -> None:
+    """Hand each finished wait's result to ``on_result``; errors surface in the final pass."""
+    if on_result is None:
+        return
+    for fut in done:
+        if not fut.cancelled() and fut.exception() is None:
+            on_result(fut.result())
 
 
 def _timeout_error(pending: list[str], timeout: float | None) -> TaskTimeoutError:
@@ -111,7 +125,8 @@ class AsyncWaiter:
             if result is not None:
                 self._deliver(result)
 
-    async def wait_many(self, task_ids: list[str], timeout: float | None) -> list[TaskResult]:
+    async def wait_many(self, task_ids: list[str], timeout: float | None,
+                        on_result: OnResult | None = None) -> list[TaskResult]:
         """Results of the tasks, in order; TaskTimeoutError when ``timeout`` runs out."""
         await self._ensure_listening()
         loop = asyncio.get_running_loop()
@@ -124,10 +139,17 @@ class AsyncWaiter:
             unique = list(dict.fromkeys(task_ids))
             for i in range(0, len(unique), _CHUNK):
                 await self._watch_chunk(unique[i:i + _CHUNK])
-            _, pending = await asyncio.wait(futures, timeout=timeout)
-            if pending:
-                raise _timeout_error(
-                    [t for t, f in zip(task_ids, futures) if not f.done()], timeout)
+            deadline = None if timeout is None else time.monotonic() + timeout
+            pending: set[asyncio.Future[TaskResult]] = set(futures)
+            while pending:
+                left = None if deadline is None else max(0.0, deadline - time.monotonic())
+                done, pending = await asyncio.wait(
+                    pending, timeout=left,
+                    return_when=asyncio.FIRST_COMPLETED if on_result else asyncio.ALL_COMPLETED)
+                if not done:
+                    raise _timeout_error(
+                        [t for t, f in zip(task_ids, futures) if not f.done()], timeout)
+                _report(done, on_result)
             return [f.result() for f in futures]
         finally:
             for task_id, fut in zip(task_ids, futures):
@@ -247,7 +269,8 @@ class SyncWaiter:
             if result is not None:
                 self._deliver(result)
 
-    def wait_many(self, task_ids: list[str], timeout: float | None) -> list[TaskResult]:
+    def wait_many(self, task_ids: list[str], timeout: float | None,
+                  on_result: OnResult | None = None) -> list[TaskResult]:
         """Results of the tasks, in order; TaskTimeoutError when ``timeout`` runs out."""
         self._ensure_listening()
         futures: list[Future[TaskResult]] = []
@@ -261,16 +284,17 @@ class SyncWaiter:
             unique = list(dict.fromkeys(task_ids))
             for i in range(0, len(unique), _CHUNK):
                 self._watch_chunk(unique[i:i + _CHUNK])
-            results = []
-            for fut in futures:
+            pending: set[Future[TaskResult]] = set(futures)
+            while pending:
                 left = None if deadline is None else max(0.0, deadline - time.monotonic())
-                try:
-                    results.append(fut.result(timeout=left))
-                except FutureTimeoutError:
+                done, pending = wait_futures(
+                    pending, timeout=left,
+                    return_when=FIRST_COMPLETED if on_result else ALL_COMPLETED)
+                if not done:
                     raise _timeout_error(
-                        [t for t, f in zip(task_ids, futures) if not f.done()], timeout
-                    ) from None
-            return results
+                        [t for t, f in zip(task_ids, futures) if not f.done()], timeout)
+                _report(done, on_result)
+            return [f.result() for f in futures]
         finally:
             with self._lock:
                 for task_id, fut in zip(task_ids, futures):

@@ -13,10 +13,12 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import click
 import pytest
 import redis
 
 from ceylon_redis import Client
+from ceylon_redis.cli import main
 from tests.cli_support import assert_one_error_line, cli, invoke
 from tests.conftest import Daemon, spawn_worker
 
@@ -193,7 +195,47 @@ COMMANDS = [
     pytest.param(["task", "abc"], id="task"),
     pytest.param(["queues"], id="queues"),
     pytest.param(["workers", "--json"], id="workers"),
+    pytest.param(["stats"], id="stats"),
+    pytest.param(["stats", "--watch", "1"], id="stats-watch"),
+    pytest.param(["cancel", "abc"], id="cancel"),
+    pytest.param(["purge", "r", "--yes"], id="purge"),
+    pytest.param(["graph", "g"], id="graph"),
+    pytest.param(["dead", "list"], id="dead-list"),
+    pytest.param(["dead", "show", "abc"], id="dead-show"),
+    pytest.param(["dead", "retry", "abc"], id="dead-retry"),
+    pytest.param(["dead", "purge", "--all"], id="dead-purge"),
+    pytest.param(["metrics", "--once"], id="metrics"),
 ]
+
+
+def leaf_commands(group: click.Group = main, path: tuple[str, ...] = ()) -> list[list[str]]:
+    """Every runnable command of the CLI, as the words that name it."""
+    out: list[list[str]] = []
+    for name, cmd in sorted(group.commands.items()):
+        if isinstance(cmd, click.Group):
+            out += leaf_commands(cmd, (*path, name))
+        else:
+            out.append([*path, name])
+    return out
+
+
+@pytest.mark.parametrize("words", leaf_commands(), ids=" ".join)
+def test_every_command_answers_a_bad_option_with_usage_exit_2(
+        words: list[str], prefix: str) -> None:
+    result = invoke({"CEYLON_REDIS_PREFIX": prefix}, *words, "--no-such-option")
+
+    assert result.exit_code == 2, result.output
+    assert "No such option" in result.stderr and "--no-such-option" in result.stderr
+    assert "Usage:" in result.stderr
+
+
+def test_a_bad_option_value_is_exit_2_as_a_subprocess(prefix: str) -> None:
+    proc = cli({"CEYLON_REDIS_PREFIX": prefix}, "worker", H + "echo", "--role", "r",
+               "--concurrency", "0")
+
+    assert proc.returncode == 2, proc.stderr
+    assert "Invalid value for '--concurrency'" in proc.stderr
+    assert "Traceback" not in proc.stderr
 
 
 @pytest.mark.parametrize("args", [
