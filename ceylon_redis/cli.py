@@ -367,22 +367,22 @@ def queues(as_json: bool, url: str | None, prefix: str | None) -> None:
     with Client(url, prefix) as client:
         rows = client.queues()
         coordinators = client.coordinators_alive()
-        dead = client.dead_letter_count()
+        dead = client.dead_letter_counts()
 
     def text() -> str:
         if not rows:
             return "no queues yet"
         out = [f"{'ROLE':<20} {'WAITING':>8} {'SCHEDULED':>9} {'READY':>8} {'RUNNING':>8} "
-               f"{'CONSUMERS':>10} {'ALIVE':>6} {'OLDEST READY':>12}"]
+               f"{'DEAD':>6} {'CONSUMERS':>10} {'ALIVE':>6} {'OLDEST READY':>12}"]
         for q in rows:
             out.append(f"{q.role:<20} {q.waiting:>8} {q.scheduled:>9} {q.ready:>8} "
-                       f"{q.running:>8} {q.consumers:>10} {q.workers_alive:>6} "
-                       f"{_seconds(q.oldest_ready_age):>12}")
+                       f"{q.running:>8} {dead.get(q.role, 0):>6} {q.consumers:>10} "
+                       f"{q.workers_alive:>6} {_seconds(q.oldest_ready_age):>12}")
             if q.ready and not q.workers_alive:
                 out.append(f"  ! {q.ready} tasks wait for role {q.role!r}, and no worker of it "
                            "is alive")
         if dead:
-            out.append(f"dead letters: {dead} (ceylon-redis dead list)")
+            out.append(f"dead letters: {sum(dead.values())} (ceylon-redis dead list)")
         if coordinators:
             out.append(f"coordinators alive: {coordinators}")
         else:
@@ -392,8 +392,9 @@ def queues(as_json: bool, url: str | None, prefix: str | None) -> None:
                        "released by the workers as their prerequisites finish.")
         return "\n".join(out)
 
-    _emit(as_json, lambda: {"queues": [dict(q) for q in rows],
-                            "coordinators_alive": coordinators, "dead_letters": dead}, text)
+    _emit(as_json, lambda: {"queues": [{**dict(q), "dead": dead.get(q.role, 0)} for q in rows],
+                            "coordinators_alive": coordinators,
+                            "dead_letters": sum(dead.values())}, text)
 
 
 @main.command()

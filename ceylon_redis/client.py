@@ -46,10 +46,23 @@ from .protocol import (
 from .scripts import Scripts
 from .settings import Settings
 from .stats import role_stats
-from .waiting import AsyncWaiter, OnResult, SyncWaiter
+from .waiting import AsyncWaiter, OnResult, SyncWaiter, check_on_result
 
 _BATCH = 1000
 _ENTRY_ID = re.compile(r"^\d+-\d+$")
+
+DEAD_LETTER_SCAN = 10_000
+"""Newest dead letters read to count them per role (a malformed entry's role is "")."""
+
+
+def _dead_by_role(total: int, rows: list[Any]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for _, fields in rows:
+        role = fields.get(b"role", b"").decode(errors="replace")
+        counts[role] = counts.get(role, 0) + 1
+    if total > len(rows):
+        counts["?"] = total - len(rows)
+    return counts
 
 
 class _Base:
@@ -75,7 +88,7 @@ class _Base:
                **options: Any) -> list[TaskSpec]:
         items = list(items)
         if names is not None and len(names) != len(items):
-            raise ValueError(f"{len(names)} names for {len(items)} items")
+            raise ValidationError(f"{len(names)} names for {len(items)} items")
         return [self._spec(role, data, name=names[i] if names else None, what=f"items[{i}]",
                            **options) for i, data in enumerate(items)]
 
@@ -284,6 +297,7 @@ class AsyncClient(_Base):
 
         ``on_result`` is called with each result as it arrives, in no set order.
         """
+        check_on_result(on_result)
         with self._explained():
             return await self._waiter.wait_many(list(task_ids), timeout, on_result)
 
@@ -385,6 +399,12 @@ class AsyncClient(_Base):
     async def dead_letter_count(self) -> int:
         """Dead letters kept, all roles together."""
         return int(await self.redis.xlen(self.keys.dead))
+
+    async def dead_letter_counts(self, scan: int = DEAD_LETTER_SCAN) -> dict[str, int]:
+        """Dead letters per role, read from the newest ``scan``; older ones count under "?"."""
+        total = await self.dead_letter_count()
+        rows = await self.redis.xrevrange(self.keys.dead, count=scan) if total else []
+        return _dead_by_role(total, rows)
 
     async def purge(self, role: str, reason: str = "purged") -> int:
         """Cancel every task of ``role`` that has not started: ready, scheduled and waiting
@@ -519,6 +539,7 @@ class Client(_Base):
 
         ``on_result`` is called with each result as it arrives, in no set order.
         """
+        check_on_result(on_result)
         with self._explained():
             return self._waiter.wait_many(list(task_ids), timeout, on_result)
 
@@ -620,6 +641,12 @@ class Client(_Base):
     def dead_letter_count(self) -> int:
         """Dead letters kept, all roles together."""
         return int(self.redis.xlen(self.keys.dead))
+
+    def dead_letter_counts(self, scan: int = DEAD_LETTER_SCAN) -> dict[str, int]:
+        """Dead letters per role, read from the newest ``scan``; older ones count under "?"."""
+        total = self.dead_letter_count()
+        rows = self.redis.xrevrange(self.keys.dead, count=scan) if total else []
+        return _dead_by_role(total, rows)
 
     def purge(self, role: str, reason: str = "purged") -> int:
         """Cancel every task of ``role`` that has not started: ready, scheduled and waiting

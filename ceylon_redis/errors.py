@@ -46,7 +46,9 @@ class UnknownTaskError(CeylonRedisError, KeyError):
 
 
 class DependencyError(CeylonRedisError):
-    """A prerequisite is unknown, failed or cancelled. Nothing was written."""
+    """Dependencies that cannot be met: a cycle, a task depending on itself, or a
+    prerequisite already FAILED or CANCELLED on a ``cancel`` edge. Nothing was written.
+    (An unknown prerequisite is an UnknownTaskError.)"""
 
 
 class ScriptError(CeylonRedisError):

@@ -139,6 +139,9 @@ def handlers_from(obj: Any, role: str | None = None) -> list[Handler]:
                 raise ValidationError(
                     f"worker {item.name!r} has role {item.role!r}, not {role!r}")
             check_name("role", item.role)
+            if not inspect.iscoroutinefunction(item._processor):
+                raise ValidationError(f"{type(item).__name__}._processor must be "
+                                      "`async def` (ProcessWorker awaits it)")
             out.append(Handler(item.role, item.name, item._processor, True, item))
         elif callable(item):
             if not role:

@@ -70,7 +70,7 @@ from prometheus_client.metrics_core import (
     Metric,
 )
 
-from .client import Client
+from .client import DEAD_LETTER_SCAN, Client
 from .errors import CeylonRedisError
 from .models import QueueInfo, Stats, WorkerInfo
 from .settings import Settings
@@ -78,7 +78,6 @@ from .stats import LAST_BUCKET, _fields
 
 NAMESPACE = "ceylon_redis"
 DEFAULT_PORT = 9808
-DEAD_LETTER_SCAN = 10_000
 
 
 @dataclass
@@ -103,14 +102,7 @@ def read_snapshot(client: Client, dead_letter_scan: int = DEAD_LETTER_SCAN) -> S
     stats = client._stats(roles, replies, queues)
     raws = {role: _fields(raw) for role, raw in zip(roles, replies)}
     workers = client.workers()
-    dead: dict[str, int] = dict.fromkeys(roles, 0)
-    total = int(client.redis.xlen(client.keys.dead))
-    if total:
-        scanned = client.dead_letters(limit=min(total, dead_letter_scan))
-        for d in scanned:
-            dead[d.role] = dead.get(d.role, 0) + 1
-        if total > len(scanned):
-            dead["?"] = total - len(scanned)
+    dead = {**dict.fromkeys(roles, 0), **client.dead_letter_counts(dead_letter_scan)}
     return Snapshot(prefix=client.settings.prefix, queues=queues, stats=stats, raw_stats=raws,
                     workers=workers, dead_letters=dead)
 

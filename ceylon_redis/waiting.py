@@ -9,6 +9,7 @@ finish publishes there. Thousands of waits share one connection.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import threading
 import time
 import uuid
@@ -21,7 +22,7 @@ from typing import Any
 import redis
 from loguru import logger
 
-from .errors import TaskTimeoutError
+from .errors import TaskTimeoutError, ValidationError
 from .keys import Keys
 from .models import TaskResult
 from .protocol import parse_notification, parse_watch
@@ -31,6 +32,14 @@ _CHUNK = 1000
 
 OnResult = Callable[[TaskResult], None]
 """Called with each result as it arrives (say, to move a progress bar)."""
+
+
+def check_on_result(on_result: OnResult | None) -> None:
+    """A coroutine function would never be awaited: say so instead of dropping it."""
+    if on_result is not None and (inspect.iscoroutinefunction(on_result)
+                                  or not callable(on_result)):
+        raise ValidationError(f"on_result must be a plain function called with each "
+                              f"TaskResult, not {on_result!r}")
 
 
 def _report(done: Iterable[Any], on_result: OnResult | None) -> None:

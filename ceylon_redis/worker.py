@@ -28,7 +28,7 @@ from loguru import logger
 from .codec import decode
 from .connection import daemon_redis, is_outage
 from .coordinator import Coordinator
-from .errors import ProtocolMismatchError
+from .errors import ProtocolMismatchError, ValidationError
 from .faults import MID_RUN_DELAY, fault_from_env
 from .handlers import FINAL, NOT_RETRYABLE, Handler, Outcome, handlers_from
 from .keys import GROUP, Keys
@@ -99,7 +99,7 @@ class Worker:
         self._owns_redis = redis_client is None
         self.scripts = Scripts.register(self.redis)
         if concurrency is not None and concurrency < 1:
-            raise ValueError("concurrency must be at least 1")
+            raise ValidationError(f"concurrency must be at least 1, not {concurrency}")
         # Default: a ProcessWorker takes one task at a time, as in Ceylon; a function ten.
         self.consumers = [
             _Consumer(h, _worker_id(h.name),

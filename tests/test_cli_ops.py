@@ -24,7 +24,8 @@ def test_queues_shows_the_oldest_ready_age_and_the_dead_letters(
     client.enqueue_many("aging", [1, 2, 3])
     client.enqueue("fresh", 1, delay=3600)  # scheduled only: nothing ready
     client.redis.xadd(client.keys.stream("garbage"), {"junk": "1"})
-    client.redis.xadd(client.keys.dead, {"task": "x", "role": "garbage", "reason": "test"})
+    for role in ("aging", "aging", "fresh", "gone-role"):
+        client.redis.xadd(client.keys.dead, {"task": "x", "role": role, "reason": "test"})
     time.sleep(1.1)
 
     data = json.loads(invoke(env, "queues", "--json").output)
@@ -32,9 +33,15 @@ def test_queues_shows_the_oldest_ready_age_and_the_dead_letters(
     rows = {q["role"]: q for q in data["queues"]}
     assert 1.0 <= rows["aging"]["oldest_ready_age"] < 30
     assert rows["fresh"]["oldest_ready_age"] is None and rows["fresh"]["scheduled"] == 1
-    assert data["dead_letters"] == 1
+    assert (rows["aging"]["dead"], rows["fresh"]["dead"]) == (2, 1)
+    assert data["dead_letters"] == 4
     text = invoke(env, "queues").output
-    assert "OLDEST READY" in text and "dead letters: 1" in text
+    assert "OLDEST READY" in text and "dead letters: 4" in text
+    header, *lines = text.splitlines()
+    assert header.split()[5] == "DEAD"
+    assert next(line for line in lines if line.startswith("aging ")).split()[5] == "2"
+
+    assert client.dead_letter_counts(scan=2) == {"gone-role": 1, "fresh": 1, "?": 2}
 
 
 def test_purge_asks_then_cancels_what_has_not_started(
@@ -80,7 +87,8 @@ def test_a_worker_refuses_to_join_live_workers_of_another_version(
     keys = Keys(prefix)
     sec, usec = sync_redis.time()
     sync_redis.zadd(keys.workers, {"old-1": sec * 1000 + usec // 1000})
-    sync_redis.hset(keys.worker("old-1"), mapping={"roles": "v", "protocol": "0123456789ab"})
+    sync_redis.hset(keys.worker("old-1"), mapping={"roles": "v", "pid": 1,
+                                                    "protocol": "0123456789ab"})
 
     proc = cli(env, "worker", "tests.handlers_for_tests:echo", "--role", "v", timeout=30)
 

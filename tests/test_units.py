@@ -472,10 +472,14 @@ PUBLIC_API = [
     "Percentiles",
     "ProcessRequest",
     "ProcessWorker",
+    "ProtocolMismatchError",
     "QueueInfo",
     "Record",
+    "RedisConnectionError",
+    "RedisTimeoutError",
     "Retry",
     "RoleStats",
+    "ScriptError",
     "Settings",
     "Stats",
     "Task",
@@ -535,3 +539,30 @@ def test_outages_are_waited_out_and_other_errors_are_not() -> None:
     assert not is_outage(redis.ResponseError("BUSYGROUP Consumer Group name already exists"))
     assert not is_outage(redis.exceptions.NoPermissionError("NOPERM no permissions"))
     assert not is_outage(ValueError("a bug"))
+
+
+def test_mistakes_in_api_use_are_validation_errors_naming_them() -> None:
+    class SyncProcessor(ceylon_redis.ProcessWorker):
+        def _processor(self, request: object, time: int) -> object:  # type: ignore[override]
+            return True, 1
+
+    with pytest.raises(ceylon_redis.ValidationError, match=r"_processor must be `async def`"):
+        ceylon_redis.Worker(SyncProcessor("p", role="r"), url="embedded://")
+    with pytest.raises(ceylon_redis.ValidationError, match="concurrency must be at least 1"):
+        ceylon_redis.Worker(lambda d: d, role="r", url="embedded://", concurrency=0)
+
+    async def later(result: object) -> None:
+        pass
+
+    with ceylon_redis.Client("embedded://", "units") as client:
+        with pytest.raises(ceylon_redis.ValidationError, match="on_result must be a plain"):
+            client.wait_many(["x"], timeout=0.1, on_result=later)  # type: ignore[arg-type]
+        with pytest.raises(ceylon_redis.ValidationError, match="2 names for 1 items"):
+            client.enqueue_many("r", [1], names=["a", "b"])
+
+
+def test_the_errors_producers_catch_are_exported() -> None:
+    for name in ("RedisConnectionError", "RedisTimeoutError", "ProtocolMismatchError",
+                 "ScriptError"):
+        assert issubclass(getattr(ceylon_redis, name), ceylon_redis.CeylonRedisError)
+    assert issubclass(ceylon_redis.RedisTimeoutError, redis.TimeoutError)
