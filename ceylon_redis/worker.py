@@ -449,11 +449,16 @@ class Worker:
                 backoff = min(backoff * 2, 5.0)
         if self._fault:
             self._fault.reached("after-finish")
-        for refused, dead in replies:
+        for refused, dead, retried in replies:
             for tid in refused:
                 logger.warning("result of task {} refused: this attempt no longer owns it",
                                tid.decode())
-            errors = {d.task_id: d.outcome.error for d in batch} if dead else {}
+            errors = {d.task_id: d.outcome.error for d in batch} if dead or retried else {}
+            for i in range(0, len(retried), 4):
+                tid = retried[i].decode()
+                logger.info("task {} failed (attempt {} of {}); retrying in {:.1f} s: {}", tid,
+                            retried[i + 1], retried[i + 2], retried[i + 3] / 1000,
+                            _first_line(errors.get(tid, "")))
             for i in range(0, len(dead), 2):
                 tid = dead[i].decode()
                 logger.error("task {} dead-lettered: {}; last error: {}", tid,
@@ -531,6 +536,10 @@ class Worker:
                 if not is_outage(exc):
                     raise
                 logger.warning("heartbeat failed ({}); retrying", exc)
+
+
+def _first_line(error: str) -> str:
+    return error.strip().splitlines()[-1][:300] if error.strip() else ""
 
 
 def _uncancel() -> None:

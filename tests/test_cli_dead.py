@@ -37,6 +37,10 @@ def test_a_failing_task_is_retried_dead_lettered_and_retried_from_the_cli(
     assert time.monotonic() - began >= 0.3                 # two backoffs: >= 0.1 + 0.2 s
     assert int(sync_redis.get(runs_key(prefix, "t1")) or 0) == 3
     d.wait_for("task t1 dead-lettered: out of attempts (3 of 3)")
+    log = d.output()
+    assert re.search(r"task t1 failed \(attempt 1 of 3\); retrying in 0\.\d s: .*t1 is told "
+                     r"to fail", log), log
+    assert "task t1 failed (attempt 2 of 3)" in log
 
     listed = ok(env, "dead", "list")
     assert re.search(r"^t1\s+f\s+.*out of attempts \(3 of 3\)$", listed, re.MULTILINE), listed

@@ -71,14 +71,17 @@ class Env:
     def finish(self, consumer: str, *results: tuple[Any, ...], role: str = "role") -> list[str]:
         """results: (task id, entry, attempt, status, output, error, retry), where retry is
         the script's code ('n', 'x', 'b', ms) or True (backoff) / False (not retryable).
-        Returns the refused ids; ``self.dead`` gets the dead-lettered ones."""
+        Returns the refused ids; ``self.dead`` gets the dead-lettered ones, ``self.retried``
+        (task id, failures, allowed, delay ms) for each retry scheduled."""
         args: list[Any] = [role, consumer, 42, *self.defaults]
         for res in results:
             tid, entry, attempt, status, output, error, retry = res
             code = retry if isinstance(retry, str) else "b" if retry else "x"
             args += [tid, entry, attempt, status, output, error, code]
-        refused, dead = self.run("finish", args)
+        refused, dead, retried = self.run("finish", args)
         self.dead = [t.decode() for t in dead[::2]]
+        self.retried = [(retried[i].decode(), *retried[i + 1:i + 4])
+                        for i in range(0, len(retried), 4)]
         return [t.decode() for t in refused]
 
     def h(self, tid: str) -> dict[str, str]:
@@ -459,6 +462,7 @@ def test_retryable_failure_with_attempts_left_is_requeued(env: Env) -> None:
     env.enqueue({"id": "t1", "max_attempts": 2})
     entry, attempt = env.take("c1")["t1"]
     assert env.finish("c1", ("t1", entry, attempt, "FAILED", "", "flaky", True)) == []
+    assert env.retried == [("t1", 1, 2, 0)]  # what the worker logs: attempt 1 of 2, at once
     h = env.h("t1")
     assert h["status"] == "QUEUED"
     assert h["error"] == "flaky"
@@ -466,6 +470,7 @@ def test_retryable_failure_with_attempts_left_is_requeued(env: Env) -> None:
     entry2, attempt2 = env.take("c1")["t1"]
     assert attempt2 == 2
     assert env.finish("c1", ("t1", entry2, attempt2, "FAILED", "", "flaky again", True)) == []
+    assert env.retried == [] and env.dead == ["t1"]
     assert env.h("t1")["status"] == "FAILED"
     assert env.h("t1")["error"] == "flaky again"
 

@@ -14,7 +14,8 @@
 -- min(longest, backoff * 2^(failures-1)) less up to `jitter` of it, at
 -- random; QUEUED at once when that is 0. A task out of attempts, or failed
 -- for good, goes to the dead-letter stream.
--- Returns  {{refused task ids}, {dead-lettered task id, why, ...}}. Refused:
+-- Returns  {{refused task ids}, {dead-lettered task id, why, ...},
+--          {retried task id, failures, allowed, delay ms, ...}}. Refused:
 --          attempts that no longer own their task (reclaimed after the worker
 --          was presumed dead); nothing of theirs is written, and an entry is
 --          acked only by the consumer it is pending for. The outcome of an
@@ -28,7 +29,7 @@ local default_attempts, default_backoff = tonumber(ARGV[4]), ARGV[5]
 local longest, jitter, dead_ttl = tonumber(ARGV[6]), tonumber(ARGV[7]), ARGV[8]
 local stream = stream_key(base, role)
 local now = now_str()
-local refused, dead = {}, {}
+local refused, dead, retried = {}, {}, {}
 
 local function retry_delay(retry, backoff, failures)
   if retry ~= 'b' then return tonumber(retry) end
@@ -67,6 +68,7 @@ for i = 9, #ARGV, 7 do
       else
         push_ready(base, tid, hkey, role)
       end
+      for _, v in ipairs({tid, failures, allowed, delay}) do table.insert(retried, v) end
     else
       finalize(base, tid, 'FAILED', output, err, now, true)
       local why = retry == 'x' and 'failed, not retryable'
@@ -77,4 +79,4 @@ for i = 9, #ARGV, 7 do
     end
   end
 end
-return {refused, dead}
+return {refused, dead, retried}
