@@ -69,10 +69,7 @@ class _Base:
     """What both clients share: settings, key names, and turning calls into task specs."""
 
     def __init__(self, url: str | None, prefix: str | None, settings: Settings | None) -> None:
-        self.settings = settings or Settings.from_env(url=url, prefix=prefix)
-        if settings is not None and (url or prefix):
-            self.settings = settings.with_(**{k: v for k, v in
-                                              (("url", url), ("prefix", prefix)) if v})
+        self.settings = Settings.resolve(settings, url, prefix)
         self.keys = Keys(self.settings.prefix)
         self.redis: Any = None
 

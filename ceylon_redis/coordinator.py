@@ -45,7 +45,7 @@ class Coordinator:
 
     def __init__(self, *, url: str | None = None, prefix: str | None = None,
                  settings: Settings | None = None, redis_client: Any = None) -> None:
-        self.settings = settings or Settings.from_env(url=url, prefix=prefix)
+        self.settings = Settings.resolve(settings, url, prefix)
         self.keys = Keys(self.settings.prefix)
         self.redis: Any = (redis_client if redis_client is not None
                            else daemon_redis(self.settings))

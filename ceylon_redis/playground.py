@@ -104,8 +104,7 @@ class TaskProcessingPlayground:
         """Run ``workers`` as consumers of their roles while the block runs."""
         url = resolve_url(self._url or (self._settings.url if self._settings else None),
                           allow_embedded=True)
-        settings = (self._settings or Settings.from_env(url=url, prefix=self._prefix)).with_(
-            url=url)
+        settings = Settings.resolve(self._settings, url, self._prefix)
         redis_client = daemon_redis(settings)  # shared with a worker
         self.llm_agents = list(workers)
         self.client = AsyncClient(settings=settings, redis=redis_client)

@@ -111,6 +111,14 @@ class Settings:
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
 
+    @classmethod
+    def resolve(cls, settings: Settings | None, url: str | None = None,
+                prefix: str | None = None) -> Settings:
+        """``settings`` (else the environment's), with ``url`` and ``prefix`` if given."""
+        if settings is None:
+            return cls.from_env(url=url, prefix=prefix)
+        return settings.with_(**{k: v for k, v in (("url", url), ("prefix", prefix)) if v})
+
     def with_(self, **changes: Any) -> Settings:
         """A copy with some fields changed."""
         return replace(self, **changes)

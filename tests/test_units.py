@@ -566,3 +566,12 @@ def test_the_errors_producers_catch_are_exported() -> None:
                  "ScriptError"):
         assert issubclass(getattr(ceylon_redis, name), ceylon_redis.CeylonRedisError)
     assert issubclass(ceylon_redis.RedisTimeoutError, redis.TimeoutError)
+
+
+def test_url_and_prefix_replace_those_of_given_settings_everywhere() -> None:
+    base = ceylon_redis.Settings(url="embedded://", prefix="base")
+    for make in (lambda **kw: ceylon_redis.Client(**kw),
+                 lambda **kw: ceylon_redis.Coordinator(**kw),
+                 lambda **kw: ceylon_redis.Worker(lambda d: d, role="r", **kw)):
+        assert make(settings=base, prefix="other").settings.prefix == "other"
+        assert make(settings=base).settings.prefix == "base"
