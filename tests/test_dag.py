@@ -190,8 +190,11 @@ def test_stats_match_a_mixed_run_exactly_with_two_coordinators(
     retried = client.enqueue_many("f", [{"fail_first": True} for _ in range(40)], max_attempts=2)
     for tid in ok[:30]:
         sync_redis.set("{" + prefix + "}:test:fail:" + tid, 1)  # may race: counted below
-    bad = [client.enqueue("n", {"fail": True}) for _ in range(20)]
-    cancelled = [client.enqueue("n", {}, depends_on=[b]) for b in bad]
+    # Each failing task with its dependent in one call: a worker may fail it at once.
+    for i in range(20):
+        client.enqueue_graph([TaskDef("n", {"fail": True}, id=f"bad-{i}"),
+                              TaskDef("n", {}, id=f"dep-{i}", depends_on=[f"bad-{i}"])])
+    bad, cancelled = [f"bad-{i}" for i in range(20)], [f"dep-{i}" for i in range(20)]
     results = client.wait_many(ok + retried + bad + cancelled, timeout=30)
     by_status = {s: sum(1 for r in results if r.status is s) for s in TaskStatus}
     wait_until(lambda: client.stats().overall.finished == len(results), 15, "stats caught up")
