@@ -399,9 +399,11 @@ class AsyncClient(_Base):
 
     async def dead_letter_counts(self, scan: int = DEAD_LETTER_SCAN) -> dict[str, int]:
         """Dead letters per role, read from the newest ``scan``; older ones count under "?"."""
-        total = await self.dead_letter_count()
-        rows = await self.redis.xrevrange(self.keys.dead, count=scan) if total else []
-        return _dead_by_role(total, rows)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.xlen(self.keys.dead)
+            pipe.xrevrange(self.keys.dead, count=scan)
+            total, rows = await pipe.execute()
+        return _dead_by_role(int(total), rows)
 
     async def purge(self, role: str, reason: str = "purged") -> int:
         """Cancel every task of ``role`` that has not started: ready, scheduled and waiting
@@ -641,9 +643,11 @@ class Client(_Base):
 
     def dead_letter_counts(self, scan: int = DEAD_LETTER_SCAN) -> dict[str, int]:
         """Dead letters per role, read from the newest ``scan``; older ones count under "?"."""
-        total = self.dead_letter_count()
-        rows = self.redis.xrevrange(self.keys.dead, count=scan) if total else []
-        return _dead_by_role(total, rows)
+        with self.redis.pipeline(transaction=False) as pipe:
+            pipe.xlen(self.keys.dead)
+            pipe.xrevrange(self.keys.dead, count=scan)
+            total, rows = pipe.execute()
+        return _dead_by_role(int(total), rows)
 
     def purge(self, role: str, reason: str = "purged") -> int:
         """Cancel every task of ``role`` that has not started: ready, scheduled and waiting

@@ -31,7 +31,13 @@ from loguru import logger
 from .connection import daemon_redis, is_outage
 from .faults import fault_from_env
 from .keys import COORDINATOR_GROUP, Keys
-from .lifecycle import arm_exit_deadline, install_stack_dumps, wait_or_abandon
+from .lifecycle import (
+    STEP_WAIT,
+    arm_exit_deadline,
+    install_stack_dumps,
+    shutdown_budget,
+    wait_or_abandon,
+)
 from .scheduler import run_scheduler
 from .scripts import Scripts
 from .settings import Settings, redact_url
@@ -77,7 +83,7 @@ class Coordinator:
             await self._consume()
         finally:
             chores.cancel()
-            await wait_or_abandon({chores, scheduler}, 5.0, "background tasks")
+            await wait_or_abandon({chores, scheduler}, STEP_WAIT, "background tasks")
             try:
                 await self.redis.zrem(self.keys.coordinators, self.id)
                 await self._forget_consumer(self.id)
@@ -88,14 +94,13 @@ class Coordinator:
             logger.info("coordinator {} stopped: {} events applied, {} claimed from others",
                         self.id, self.applied, self.claimed)
             if self._owns_redis:
-                await wait_or_abandon({asyncio.create_task(self.redis.aclose())}, 5.0,
+                await wait_or_abandon({asyncio.create_task(self.redis.aclose())}, STEP_WAIT,
                                       "closing connections")
 
     def shutdown_budget(self) -> float:
         """Seconds a stop may take at most: a blocking read and deregistering, each
         through an outage."""
-        s = self.settings
-        return 2 * (s.socket_timeout + s.block_ms / 1000) + 10
+        return shutdown_budget(self.settings)
 
     async def _ensure_group(self) -> None:
         try:
@@ -218,7 +223,8 @@ async def run_coordinator(**options: Any) -> None:
     loop = asyncio.get_running_loop()
 
     def on_signal() -> None:
-        arm_exit_deadline(coordinator.shutdown_budget() + 10, "coordinator")
+        if not coordinator._stopping.is_set():  # the first signal arms the deadline
+            arm_exit_deadline(coordinator.shutdown_budget() + 10, "coordinator")
         coordinator.stop()
 
     for sig in (signal.SIGINT, signal.SIGTERM):

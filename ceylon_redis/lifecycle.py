@@ -19,32 +19,35 @@ from typing import Any
 
 from loguru import logger
 
+from .settings import Settings
+
 EXIT_STUCK = 70
 """Exit status of a daemon the watchdog ended (EX_SOFTWARE)."""
+STEP_WAIT = 5.0
+"""Seconds a shutdown step that needs no grace (cancelled loops, closing) may take."""
+
+_loop: asyncio.AbstractEventLoop | None = None
+"""The daemon's event loop, whose tasks a dump shows (also from the watchdog thread)."""
 
 
-def _task_stacks() -> None:
-    try:
-        tasks = list(asyncio.all_tasks(_loop)) if _loop is not None else []
-    except RuntimeError:
-        tasks = []
-    print(f"--- {len(tasks)} asyncio tasks ---", file=sys.stderr)
-    for task in tasks:
-        print(f"{task.get_name()}: {task.get_coro()!r}", file=sys.stderr)
-        task.print_stack(limit=20, file=sys.stderr)
+def shutdown_budget(settings: Settings, grace: float = 0.0) -> float:
+    """Seconds a daemon's stop may take: ``grace`` for running tasks, a blocking read and
+    the last writes each through an outage, and the bounded steps."""
+    return grace + 2 * (settings.socket_timeout + settings.block_ms / 1000) + 2 * STEP_WAIT
 
 
 def dump_stacks() -> None:
     """Every thread's stack and every asyncio task's, to stderr."""
     faulthandler.dump_traceback(all_threads=True)
-    try:
-        _task_stacks()
-    except Exception as exc:  # another thread's loop can change under us
+    try:  # from the watchdog thread the loop's tasks can change under us
+        tasks = list(asyncio.all_tasks(_loop)) if _loop is not None else []
+        print(f"--- {len(tasks)} asyncio tasks ---", file=sys.stderr)
+        for task in tasks:
+            print(f"{task.get_name()}: {task.get_coro()!r}", file=sys.stderr)
+            task.print_stack(limit=20, file=sys.stderr)
+    except Exception as exc:
         print(f"(asyncio tasks unavailable: {exc!r})", file=sys.stderr)
     sys.stderr.flush()
-
-
-_loop: asyncio.AbstractEventLoop | None = None
 
 
 def install_stack_dumps() -> None:

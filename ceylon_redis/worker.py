@@ -32,7 +32,13 @@ from .errors import ProtocolMismatchError, ValidationError
 from .faults import MID_RUN_DELAY, fault_from_env
 from .handlers import FINAL, NOT_RETRYABLE, Handler, Outcome, handlers_from
 from .keys import GROUP, Keys
-from .lifecycle import arm_exit_deadline, install_stack_dumps, wait_or_abandon
+from .lifecycle import (
+    STEP_WAIT,
+    arm_exit_deadline,
+    install_stack_dumps,
+    shutdown_budget,
+    wait_or_abandon,
+)
 from .process import TaskContext
 from .protocol import parse_started
 from .scheduler import run_scheduler
@@ -40,8 +46,6 @@ from .scripts import Scripts, script_protocol
 from .settings import Settings, redact_url
 
 _IDLE_READ = 30.0
-_STEP_WAIT = 5.0
-"""Seconds a shutdown step that needs no grace (cancelled loops, closing) may take."""
 """Seconds one read of the control channel waits for a message before waiting again."""
 
 
@@ -164,25 +168,24 @@ class Worker:
                 self.coordinator.stop()  # its last blocking read ends while we drain
             for r in readers:
                 r.cancel()
-            await wait_or_abandon(readers, _STEP_WAIT, "readers")
+            await wait_or_abandon(readers, STEP_WAIT, "readers")
             await self._drain()
             await self._settle_outcomes(finisher)
             for t in (finisher, beat, control):
                 t.cancel()
-            await wait_or_abandon({finisher, beat, control, scheduler}, _STEP_WAIT,
+            await wait_or_abandon({finisher, beat, control, scheduler}, STEP_WAIT,
                                   "background tasks")
             await self._give_back_and_deregister()
             if coordinating is not None:
                 await wait_or_abandon({coordinating}, self.shutdown_budget(), "coordinator")
             self._executor.shutdown(wait=False, cancel_futures=True)
             if self._owns_redis:
-                await wait_or_abandon({asyncio.create_task(self.redis.aclose())}, _STEP_WAIT,
+                await wait_or_abandon({asyncio.create_task(self.redis.aclose())}, STEP_WAIT,
                                       "closing connections")
 
     def shutdown_budget(self) -> float:
         """Seconds a stop may take at most: the grace, then recording through an outage."""
-        s = self.settings
-        return self.grace + 2 * (s.socket_timeout + s.block_ms / 1000) + 2 * _STEP_WAIT
+        return shutdown_budget(self.settings, self.grace)
 
     async def _settle_outcomes(self, finisher: asyncio.Task[None]) -> None:
         """Wait until every outcome handed over is recorded (or given up on)."""
@@ -458,7 +461,7 @@ class Worker:
                 tid = retried[i].decode()
                 logger.info("task {} failed (attempt {} of {}); retrying in {:.1f} s: {}", tid,
                             retried[i + 1], retried[i + 2], retried[i + 3] / 1000,
-                            _first_line(errors.get(tid, "")))
+                            _last_line(errors.get(tid, "")))
             for i in range(0, len(dead), 2):
                 tid = dead[i].decode()
                 logger.error("task {} dead-lettered: {}; last error: {}", tid,
@@ -538,7 +541,8 @@ class Worker:
                 logger.warning("heartbeat failed ({}); retrying", exc)
 
 
-def _first_line(error: str) -> str:
+def _last_line(error: str) -> str:
+    """A traceback's last line: the exception and its message."""
     return error.strip().splitlines()[-1][:300] if error.strip() else ""
 
 

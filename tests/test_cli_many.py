@@ -59,7 +59,7 @@ def test_from_file_wait_exits_3_when_any_task_fails(
 
 
 def test_a_bad_line_is_a_usage_error_and_nothing_is_enqueued(
-        env: dict[str, str], client: Client, tmp_path: object) -> None:
+        env: dict[str, str], client: Client) -> None:
     result = invoke(env, "enqueue", "dbl", "-f", "-", input="1\n2\n{oops\n4\n")
 
     assert result.exit_code == 2, result.output
