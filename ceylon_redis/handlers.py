@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import importlib
 import inspect
 import time
 import traceback
 from collections.abc import Callable
-from concurrent.futures import Executor, Future
+from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,6 +16,7 @@ from .codec import encode
 from .errors import EncodeError, Retry, ValidationError
 from .keys import check_name
 from .process import ProcessRequest, ProcessWorker, TaskContext, _current
+from .threads import ThreadRunner
 
 FINAL, NOT_RETRYABLE, BACKOFF = "n", "x", "b"
 """How the finish script treats a failed attempt (else: retry after that many ms)."""
@@ -44,7 +44,7 @@ class Handler:
     is_async: bool
     process_worker: ProcessWorker | None = None
 
-    async def run(self, ctx: TaskContext, data: Any, executor: Executor,
+    async def run(self, ctx: TaskContext, data: Any, threads: ThreadRunner,
                   timeout: float | None = None,
                   on_thread: Callable[[Future[Any]], None] | None = None) -> Outcome:
         """Run the handler for one task and turn what it did into an Outcome.
@@ -56,9 +56,9 @@ class Handler:
         token = _current.set(ctx)
         try:
             if timeout is None:
-                return await self._call(ctx, data, executor, on_thread)
+                return await self._call(ctx, data, threads, on_thread)
             try:
-                return await asyncio.wait_for(self._call(ctx, data, executor, on_thread),
+                return await asyncio.wait_for(self._call(ctx, data, threads, on_thread),
                                               timeout)
             except asyncio.TimeoutError:
                 return Outcome("FAILED", b"", f"TaskTimeout: the attempt ran past its "
@@ -66,7 +66,7 @@ class Handler:
         finally:
             _current.reset(token)
 
-    async def _call(self, ctx: TaskContext, data: Any, executor: Executor,
+    async def _call(self, ctx: TaskContext, data: Any, threads: ThreadRunner,
                     on_thread: Callable[[Future[Any]], None] | None) -> Outcome:
         try:
             if self.process_worker is not None:
@@ -76,10 +76,10 @@ class Handler:
             if self.is_async:
                 value = await self.func(data)
             else:
-                thread = executor.submit(contextvars.copy_context().run, self.func, data)
+                thread, outcome = threads.submit(self.func, data)
                 if on_thread is not None:
                     on_thread(thread)
-                value = await asyncio.wrap_future(thread)
+                value = await outcome
             return _encoded(True, value)
         except asyncio.CancelledError:
             raise

@@ -18,7 +18,7 @@ import socket
 import sys
 import time
 import uuid
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -44,6 +44,7 @@ from .protocol import parse_started
 from .scheduler import run_scheduler
 from .scripts import Scripts, script_protocol
 from .settings import Settings, redact_url
+from .threads import ThreadRunner
 
 _IDLE_READ = 30.0
 """Seconds one read of the control channel waits for a message before waiting again."""
@@ -114,9 +115,8 @@ class Worker:
         self.coordinator = (Coordinator(settings=self.settings, redis_client=self.redis)
                             if coordinator else None)
         """The coordinator this daemon also runs (``--coordinator``), if any."""
-        self._executor = ThreadPoolExecutor(max_workers=max(4, sum(c.concurrency
-                                                                   for c in self.consumers)),
-                                            thread_name_prefix="ceylon-redis-sync")
+        self._threads: ThreadRunner | None = None
+        """Runs sync handlers; made in run(), on the loop it hands results to."""
         self._done: asyncio.Queue[_Done] = asyncio.Queue(
             maxsize=2 * sum(c.concurrency for c in self.consumers))
         self._stopping = asyncio.Event()
@@ -142,6 +142,8 @@ class Worker:
 
     async def run(self) -> None:
         """Consume until ``stop()``; then drain, give back leftovers and deregister."""
+        self._threads = ThreadRunner(asyncio.get_running_loop(),
+                                     max(4, sum(c.concurrency for c in self.consumers)))
         await self._check_protocol()
         await self._ensure_groups()
         await self._heartbeat()
@@ -178,7 +180,8 @@ class Worker:
             await self._give_back_and_deregister()
             if coordinating is not None:
                 await wait_or_abandon({coordinating}, self.shutdown_budget(), "coordinator")
-            self._executor.shutdown(wait=False, cancel_futures=True)
+            if self._threads is not None:
+                self._threads.shutdown()
             if self._owns_redis:
                 await wait_or_abandon({asyncio.create_task(self.redis.aclose())}, STEP_WAIT,
                                       "closing connections")
@@ -330,7 +333,8 @@ class Worker:
                                                          "mid-run") if self._fault else None)
         try:
             try:
-                outcome = await c.handler.run(ctx, data, self._executor, timeout, threads.append)
+                assert self._threads is not None  # made by run(), before any read
+                outcome = await c.handler.run(ctx, data, self._threads, timeout, threads.append)
             except asyncio.CancelledError:
                 if ctx.id not in c.cancel_requested:
                     raise
