@@ -14,7 +14,7 @@ import threading
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from concurrent.futures import ALL_COMPLETED, FIRST_COMPLETED, Future
 from concurrent.futures import wait as wait_futures
 from typing import Any
@@ -135,8 +135,14 @@ class AsyncWaiter:
                 self._deliver(result)
 
     async def wait_many(self, task_ids: list[str], timeout: float | None,
-                        on_result: OnResult | None = None) -> list[TaskResult]:
-        """Results of the tasks, in order; TaskTimeoutError when ``timeout`` runs out."""
+                        on_result: OnResult | None = None,
+                        send: Callable[[str], Awaitable[None]] | None = None,
+                        ) -> list[TaskResult]:
+        """Results of the tasks, in order; TaskTimeoutError when ``timeout`` runs out.
+
+        ``send``, if given, enqueues the tasks with this waiter's channel as their
+        ``reply_to`` (it is called with the channel): no watch call is needed then.
+        """
         await self._ensure_listening()
         loop = asyncio.get_running_loop()
         futures: list[asyncio.Future[TaskResult]] = []
@@ -145,9 +151,12 @@ class AsyncWaiter:
             self._futures[task_id].append(fut)
             futures.append(fut)
         try:
-            unique = list(dict.fromkeys(task_ids))
-            for i in range(0, len(unique), _CHUNK):
-                await self._watch_chunk(unique[i:i + _CHUNK])
+            if send is not None:
+                await send(self.channel)
+            else:
+                unique = list(dict.fromkeys(task_ids))
+                for i in range(0, len(unique), _CHUNK):
+                    await self._watch_chunk(unique[i:i + _CHUNK])
             deadline = None if timeout is None else time.monotonic() + timeout
             pending: set[asyncio.Future[TaskResult]] = set(futures)
             while pending:
@@ -279,8 +288,12 @@ class SyncWaiter:
                 self._deliver(result)
 
     def wait_many(self, task_ids: list[str], timeout: float | None,
-                  on_result: OnResult | None = None) -> list[TaskResult]:
-        """Results of the tasks, in order; TaskTimeoutError when ``timeout`` runs out."""
+                  on_result: OnResult | None = None,
+                  send: Callable[[str], None] | None = None) -> list[TaskResult]:
+        """Results of the tasks, in order; TaskTimeoutError when ``timeout`` runs out.
+
+        ``send``: as for the asyncio waiter.
+        """
         self._ensure_listening()
         futures: list[Future[TaskResult]] = []
         with self._lock:
@@ -290,9 +303,12 @@ class SyncWaiter:
                 futures.append(fut)
         deadline = None if timeout is None else time.monotonic() + timeout
         try:
-            unique = list(dict.fromkeys(task_ids))
-            for i in range(0, len(unique), _CHUNK):
-                self._watch_chunk(unique[i:i + _CHUNK])
+            if send is not None:
+                send(self.channel)
+            else:
+                unique = list(dict.fromkeys(task_ids))
+                for i in range(0, len(unique), _CHUNK):
+                    self._watch_chunk(unique[i:i + _CHUNK])
             pending: set[Future[TaskResult]] = set(futures)
             while pending:
                 left = None if deadline is None else max(0.0, deadline - time.monotonic())

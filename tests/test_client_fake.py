@@ -183,6 +183,48 @@ async def test_wait_times_out_quickly_on_a_task_nobody_runs(client: AsyncClient)
     assert not client._waiter._futures
 
 
+async def test_enqueue_and_wait_returns_the_result_without_a_watch_call(
+        client: AsyncClient, run_worker: Any) -> None:
+    async with run_worker(lambda d: d * 2):
+        result = await client.enqueue_and_wait("role", 21, timeout=5, name="double")
+        assert (result.success, result.output) == (True, 42)
+        info = await client.get(result.task_id)
+        assert info.name == "double"
+        # its reply channel was set at enqueue, so no watch script added it later
+        raw = await client.redis.hget(client.keys.task(result.task_id), "reply_to")
+        assert raw.decode() == client._waiter.channel
+    assert not client._waiter._futures
+
+
+async def test_enqueue_and_wait_times_out_and_leaves_the_task_queued(
+        client: AsyncClient) -> None:
+    with pytest.raises(TaskTimeoutError):
+        await client.enqueue_and_wait("nobody", 1, timeout=0.1)
+    assert not client._waiter._futures
+    (queue,) = await client.queues()
+    assert (queue.role, queue.ready) == ("nobody", 1)
+
+
+async def test_enqueue_and_wait_refuses_bad_input_before_writing(client: AsyncClient) -> None:
+    with pytest.raises(ValidationError, match="role"):
+        await client.enqueue_and_wait("bad role!", 1, timeout=1)
+    assert await client.queues() == []
+    assert not client._waiter._futures
+
+
+async def test_sync_enqueue_and_wait(fake_sync: Any, prefix: str, run_worker: Any) -> None:
+    producer = Client(redis=fake_sync, prefix=prefix)
+    try:
+        async with run_worker(lambda d: d + 1):
+            result = await asyncio.to_thread(producer.enqueue_and_wait, "role", 1, timeout=5)
+        assert (result.success, result.output) == (True, 2)
+        with pytest.raises(TaskTimeoutError):
+            producer.enqueue_and_wait("role", 1, timeout=0.1)
+        assert not producer._waiter._futures
+    finally:
+        producer.close()
+
+
 async def test_wait_on_an_unknown_task(client: AsyncClient) -> None:
     with pytest.raises(UnknownTaskError, match="never-enqueued"):
         await client.wait("never-enqueued", timeout=1)

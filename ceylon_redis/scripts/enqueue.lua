@@ -3,7 +3,8 @@
 -- KEYS[1]  namespace base "{prefix}:"
 -- ARGV[1]  graph id ('' for none), ARGV[2] the graph's TTL in seconds,
 -- ARGV[3]  number of tasks N, then for each task, in order:
---          id, role, name, data (msgpack), max_attempts, ttl, reply_to,
+--          id, role, name, data (msgpack), max_attempts, ttl ('' for the
+--          default, 86400 s, which is then not stored), reply_to,
 --          backoff (first retry delay, ms), timeout (ms), due (when to run:
 --          '+ms' from now or absolute ms on Redis's clock),
 --          D (number of prerequisites), then D pairs: prerequisite id, policy
@@ -80,38 +81,58 @@ local queued, waiting = 0, 0
 if gid ~= '' then
   redis.call('HSET', graph_key(base, gid), 'total', n, 'created_at', now, 'ttl', gttl)
 end
+local roles_seen = {}
 for _, task in ipairs(tasks) do
   local hkey = task_key(base, task.id)
-  redis.call('HSET', hkey, 'role', task.role, 'name', task.name, 'data', task.data,
-             'attempt', 0, 'ttl', task.ttl, 'enqueued_at', now)
+  -- One HSET per task: its fields are gathered first (this is the hot path of enqueue_many).
+  local fields = {'role', task.role, 'data', task.data, 'enqueued_at', now}
+  if task.ttl ~= '' then fields[#fields + 1] = 'ttl'; fields[#fields + 1] = task.ttl end
+  if task.name ~= '' then fields[#fields + 1] = 'name'; fields[#fields + 1] = task.name end
   for _, field in ipairs(OPTIONAL_FIELDS) do
-    if task[field] ~= '' then redis.call('HSET', hkey, field, task[field]) end
+    if task[field] ~= '' then fields[#fields + 1] = field; fields[#fields + 1] = task[field] end
   end
   local due_at
   if task.due ~= '' then
     local due_ms = tonumber(task.due)
     if string.sub(task.due, 1, 1) == '+' then due_ms = now_ms() + tonumber(string.sub(task.due, 2)) end
     due_at = string.format('%.3f', due_ms / 1000)
-    redis.call('HSET', hkey, 'due_at', due_at)
+    fields[#fields + 1] = 'due_at'; fields[#fields + 1] = due_at
   end
   if #task.deps > 0 then
-    redis.call('HSET', hkey, 'depends_on', table.concat(task.deps, ' '))
+    fields[#fields + 1] = 'depends_on'; fields[#fields + 1] = table.concat(task.deps, ' ')
     local soft = {}
     for _, dep in ipairs(task.deps) do
       if task.policy[dep] ~= 'c' then table.insert(soft, dep .. '=' .. task.policy[dep]) end
     end
-    if #soft > 0 then redis.call('HSET', hkey, 'dep_policy', table.concat(soft, ' ')) end
+    if #soft > 0 then
+      fields[#fields + 1] = 'dep_policy'; fields[#fields + 1] = table.concat(soft, ' ')
+    end
   end
-  if #task.failed > 0 then redis.call('HSET', hkey, 'failed_deps', table.concat(task.failed, ' ')) end
+  if #task.failed > 0 then
+    fields[#fields + 1] = 'failed_deps'; fields[#fields + 1] = table.concat(task.failed, ' ')
+  end
   if gid ~= '' then
-    redis.call('HSET', hkey, 'graph', gid)
+    fields[#fields + 1] = 'graph'; fields[#fields + 1] = gid
     redis.call('SADD', graph_key(base, gid) .. ':tasks', task.id)
   end
-  redis.call('SADD', base .. 'roles', task.role)
-  if #task.pending == 0 then
+  if not roles_seen[task.role] then
+    roles_seen[task.role] = true
+    redis.call('SADD', base .. 'roles', task.role)
+  end
+  if #task.pending == 0 and not due_at then
+    -- Ready now: on the stream, and QUEUED, in the same HSET (queued_at is left
+    -- out: it is enqueued_at until a retry or a release sets it).
+    local entry = redis.call('XADD', stream_key(base, task.role), '*', 'id', task.id)
+    fields[#fields + 1] = 'status'; fields[#fields + 1] = 'QUEUED'
+    fields[#fields + 1] = 'entry'; fields[#fields + 1] = entry
+    redis.call('HSET', hkey, unpack(fields))
+    queued = queued + 1
+  elseif #task.pending == 0 then
+    redis.call('HSET', hkey, unpack(fields))
     release(base, task.id, hkey, task.role, due_at, false)
     queued = queued + 1
   else
+    redis.call('HSET', hkey, unpack(fields))
     park(base, task.id, hkey, task.role)
     for _, dep in ipairs(task.pending) do
       redis.call('HSET', hkey .. ':deps', dep, task.policy[dep])

@@ -5,6 +5,8 @@
 local GROUP = 'workers'
 local EVENTS_MAXLEN = 1000000
 local DEAD_MAXLEN = 100000
+-- Seconds a result is kept when its task hash has no ttl (protocol.SCRIPT_DEFAULT_TTL).
+local DEFAULT_TTL = 86400
 
 local clock
 -- Redis's clock, read once per script call: {seconds, microseconds}.
@@ -107,7 +109,7 @@ local function dead_letter(base, id, reason, err, now, dead_ttl)
                            'at', now)
   redis.call('HSET', hkey, 'dead', entry)
   local ttl = tonumber(dead_ttl or '0')
-  if not f[4] and ttl > (tonumber(f[5] or '') or 86400) then redis.call('EXPIRE', hkey, ttl) end
+  if not f[4] and ttl > (tonumber(f[5] or '') or DEFAULT_TTL) then redis.call('EXPIRE', hkey, ttl) end
   return entry
 end
 
@@ -130,7 +132,7 @@ local function graph_settled(base, gid, status)
   local done = tonumber(g[2] or '0') + tonumber(g[3] or '0') + tonumber(g[4] or '0')
   if done < tonumber(g[1] or '0') then return end
   redis.call('HSET', gkey, 'finished_at', now_str())
-  local ttl = tonumber(g[5] or '86400')
+  local ttl = tonumber(g[5] or '') or DEFAULT_TTL
   for _, tid in ipairs(redis.call('SMEMBERS', gkey .. ':tasks')) do
     redis.call('EXPIRE', task_key(base, tid), ttl)
   end
@@ -158,16 +160,21 @@ local function finalize(base, id, status, output, err, now, ran)
     local tid, st, out, er = item[1], item[2], item[3], item[4]
     local hkey = task_key(base, tid)
     local f = redis.call('HMGET', hkey, 'role', 'ttl', 'graph', 'reply_to', 'queued_at',
-                         'started_at', 'attempt', 'status')
-    redis.call('HSET', hkey, 'status', st, 'finished_at', now,
-               'success', st == 'COMPLETED' and '1' or '0')
-    if out ~= '' then redis.call('HSET', hkey, 'output', out) end
-    if er ~= '' then redis.call('HSET', hkey, 'error', er) else redis.call('HDEL', hkey, 'error') end
-    redis.call('HDEL', hkey, 'entry')
+                         'started_at', 'attempt', 'status', 'enqueued_at')
+    f[5] = f[5] or f[9]
+    local fields = {'status', st, 'finished_at', now, 'success', st == 'COMPLETED' and '1' or '0'}
+    if out ~= '' then fields[7] = 'output'; fields[8] = out end
+    if er ~= '' then
+      fields[#fields + 1] = 'error'; fields[#fields + 1] = er
+      redis.call('HDEL', hkey, 'entry')
+    else
+      redis.call('HDEL', hkey, 'entry', 'error')
+    end
+    redis.call('HSET', hkey, unpack(fields))
     if f[3] then
       graph_settled(base, f[3], st)
     else
-      redis.call('EXPIRE', hkey, tonumber(f[2] or '') or 86400)
+      redis.call('EXPIRE', hkey, tonumber(f[2] or '') or DEFAULT_TTL)
     end
     redis.call('DEL', hkey .. ':deps')
     if f[8] == 'WAITING' or f[8] == 'CANCELLING' then
