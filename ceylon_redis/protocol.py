@@ -28,8 +28,9 @@ _POLICY_CODES = {"cancel": "c", "run": "r", "ignore": "i"}
 
 
 def new_task_id() -> str:
-    """32 random hex digits (as a uuid4 hex, without spending time on its version bits)."""
-    return os.urandom(16).hex()
+    """24 random hex digits (96 bits): unique enough for job ids, and short, since every
+    queued task's id is in its key and its stream entry."""
+    return os.urandom(12).hex()
 
 
 SCRIPT_DEFAULT_TTL = 86400
@@ -245,6 +246,15 @@ def _time(value: Any) -> dt.datetime | None:
         return None
 
 
+def _entry_seconds(entry: Any) -> str | None:
+    """When a stream entry was added, from its id "<ms>-<seq>" (a task enqueued ready
+    keeps no enqueued_at until it starts: its entry id is that time)."""
+    if not entry:
+        return None
+    ms = _text(entry).split("-", 1)[0]
+    return f"{ms[:-3]}.{ms[-3:]}" if ms.isdigit() and len(ms) > 3 else None
+
+
 def _decode_or_none(value: Any) -> Any:
     return decode(value) if value else None
 
@@ -290,7 +300,8 @@ def parse_task(task_id: str, raw: Mapping[bytes, bytes]) -> TaskInfo:
         worker=_text(f["worker"]) if f.get("worker") else None,
         depends_on=_text(f.get("depends_on", b"")).split(),
         graph=_text(f["graph"]) if f.get("graph") else None,
-        enqueued_at=_time(f.get("enqueued_at")), started_at=_time(f.get("started_at")),
+        enqueued_at=_time(f.get("enqueued_at") or _entry_seconds(f.get("entry"))),
+        started_at=_time(f.get("started_at")),
         finished_at=_time(f.get("finished_at")), data=_decode_or_none(f.get("data")),
         result=result, error=error)
 

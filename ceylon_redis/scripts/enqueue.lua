@@ -85,7 +85,7 @@ local roles_seen = {}
 for _, task in ipairs(tasks) do
   local hkey = task_key(base, task.id)
   -- One HSET per task: its fields are gathered first (this is the hot path of enqueue_many).
-  local fields = {'role', task.role, 'data', task.data, 'enqueued_at', now}
+  local fields = {'role', task.role, 'data', task.data}
   if task.ttl ~= '' then fields[#fields + 1] = 'ttl'; fields[#fields + 1] = task.ttl end
   if task.name ~= '' then fields[#fields + 1] = 'name'; fields[#fields + 1] = task.name end
   for _, field in ipairs(OPTIONAL_FIELDS) do
@@ -120,18 +120,22 @@ for _, task in ipairs(tasks) do
     redis.call('SADD', base .. 'roles', task.role)
   end
   if #task.pending == 0 and not due_at then
-    -- Ready now: on the stream, and QUEUED, in the same HSET (queued_at is left
-    -- out: it is enqueued_at until a retry or a release sets it).
+    -- Ready now: on the stream, and QUEUED, in the same HSET. Neither enqueued_at
+    -- nor queued_at is stored: the entry id holds that time (start writes it down).
+    -- This is the hot path of enqueue_many, and these tasks' hashes are most of
+    -- the memory a backlog takes.
     local entry = redis.call('XADD', stream_key(base, task.role), '*', 'id', task.id)
     fields[#fields + 1] = 'status'; fields[#fields + 1] = 'QUEUED'
     fields[#fields + 1] = 'entry'; fields[#fields + 1] = entry
     redis.call('HSET', hkey, unpack(fields))
     queued = queued + 1
   elseif #task.pending == 0 then
+    fields[#fields + 1] = 'enqueued_at'; fields[#fields + 1] = now
     redis.call('HSET', hkey, unpack(fields))
     release(base, task.id, hkey, task.role, due_at, false)
     queued = queued + 1
   else
+    fields[#fields + 1] = 'enqueued_at'; fields[#fields + 1] = now
     redis.call('HSET', hkey, unpack(fields))
     park(base, task.id, hkey, task.role)
     for _, dep in ipairs(task.pending) do

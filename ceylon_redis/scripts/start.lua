@@ -40,7 +40,7 @@ for i = 3, #ARGV, 2 do
   else
     local hkey = task_key(base, tid)
     local fields = redis.call('HMGET', hkey, 'status', 'entry', 'name', 'data', 'depends_on',
-                              'failed_deps', 'timeout', 'attempt')
+                              'failed_deps', 'timeout', 'attempt', 'enqueued_at')
     local status = fields[1]
     if not status then
       table.insert(out, drop(entry, tid, 'entry names unknown task ' .. tid, true))
@@ -54,7 +54,12 @@ for i = 3, #ARGV, 2 do
       dead_letter(base, tid, why, '', now, 0)
     else
       local attempt = redis.call('HINCRBY', hkey, 'attempt', 1)
-      redis.call('HSET', hkey, 'status', 'RUNNING', 'worker', consumer, 'started_at', now)
+      if fields[9] then
+        redis.call('HSET', hkey, 'status', 'RUNNING', 'worker', consumer, 'started_at', now)
+      else  -- enqueued ready: its entry's id is when
+        redis.call('HSET', hkey, 'status', 'RUNNING', 'worker', consumer, 'started_at', now,
+                   'enqueued_at', entry_time(entry))
+      end
       local item = {tid, attempt, fields[3] or '', fields[4] or '', fields[7] or '', 0}
       for dep in string.gmatch(fields[6] or '', '%S+') do
         item[6] = item[6] + 1

@@ -39,9 +39,21 @@ local function waiting_key(base, role) return base .. 'waiting:' .. role end
 local function graph_key(base, gid) return base .. 'graph:' .. gid end
 local function scheduled_key(base, role) return base .. 'scheduled:' .. role end
 
+-- "seconds.milliseconds" of a stream entry id ("<ms>-<seq>"): when it was added.
+local function entry_time(entry)
+  local ms = tonumber(string.match(entry, '^(%d+)'))
+  return string.format('%d.%03d', math.floor(ms / 1000), ms % 1000)
+end
+
 -- Put a task on its role stream (status QUEUED); returns the entry id.
 -- `was_waiting`: it leaves the role's set of WAITING tasks.
+-- A task enqueued ready has no enqueued_at: its first entry's id tells the time,
+-- so it is written down here, before that entry is replaced.
 local function push_ready(base, id, hkey, role, was_waiting)
+  local old = redis.call('HMGET', hkey, 'entry', 'enqueued_at')
+  if old[1] and not old[2] then
+    redis.call('HSET', hkey, 'enqueued_at', entry_time(old[1]))
+  end
   local entry = redis.call('XADD', stream_key(base, role), '*', 'id', id)
   redis.call('HSET', hkey, 'status', 'QUEUED', 'entry', entry, 'queued_at', now_str())
   if was_waiting then redis.call('SREM', waiting_key(base, role), id) end
@@ -160,10 +172,14 @@ local function finalize(base, id, status, output, err, now, ran)
     local tid, st, out, er = item[1], item[2], item[3], item[4]
     local hkey = task_key(base, tid)
     local f = redis.call('HMGET', hkey, 'role', 'ttl', 'graph', 'reply_to', 'queued_at',
-                         'started_at', 'attempt', 'status', 'enqueued_at')
-    f[5] = f[5] or f[9]
+                         'started_at', 'attempt', 'status', 'enqueued_at', 'entry')
     local fields = {'status', st, 'finished_at', now, 'success', st == 'COMPLETED' and '1' or '0'}
-    if out ~= '' then fields[7] = 'output'; fields[8] = out end
+    if not f[9] and f[10] then  -- never started, enqueued ready: keep when, as the entry goes
+      f[9] = entry_time(f[10])
+      fields[#fields + 1] = 'enqueued_at'; fields[#fields + 1] = f[9]
+    end
+    f[5] = f[5] or f[9]
+    if out ~= '' then fields[#fields + 1] = 'output'; fields[#fields + 1] = out end
     if er ~= '' then
       fields[#fields + 1] = 'error'; fields[#fields + 1] = er
       redis.call('HDEL', hkey, 'entry')
