@@ -168,6 +168,10 @@ def make_specs(settings: Settings, role: str, items: Iterable[Any],
     The hot path of ``enqueue_many``: the first task goes through make_spec, so any
     bad option is refused before anything is encoded; the others copy its options.
     """
+    if "name" in options:
+        raise ValidationError("enqueue_many takes names=[...] (one per item), not name=")
+    if "task_id" in options:
+        raise ValidationError("enqueue_many makes each task's id; it takes no task_id=")
     items = list(items)
     if names is not None and len(names) != len(items):
         raise ValidationError(f"{len(names)} names for {len(items)} items")

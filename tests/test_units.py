@@ -576,3 +576,15 @@ def test_url_and_prefix_replace_those_of_given_settings_everywhere() -> None:
                  lambda **kw: ceylon_redis.Worker(lambda d: d, role="r", **kw)):
         assert make(settings=base, prefix="other").settings.prefix == "other"
         assert make(settings=base).settings.prefix == "base"
+
+
+def test_enqueue_many_refuses_a_name_or_task_id_for_every_task() -> None:
+    from ceylon_redis.protocol import make_specs
+
+    with pytest.raises(ValidationError, match="names="):
+        make_specs(Settings(), "role", [1, 2], None, name="same")
+    with pytest.raises(ValidationError, match="task_id"):
+        make_specs(Settings(), "role", [1, 2], None, task_id="same")
+    specs = make_specs(Settings(), "role", [1, 2, 3], None, max_attempts=2, delay=5)
+    assert len({s.id for s in specs}) == 3
+    assert {(s.max_attempts, s.due) for s in specs} == {(2, "+5000")}
