@@ -246,7 +246,7 @@ class Runner:
         for k in range(self.args.repeat):
             turn = peers[k % len(peers):] + peers[:k % len(peers)]
             for peer in turn:
-                self.r.flushall()
+                self.r.flushdb()  # database 0 of the server own_redis started for this run
                 time.sleep(0.05)
                 print(f"  {what} run {k + 1}/{self.args.repeat}: {peer.name} ...", end="",
                       file=sys.stderr, flush=True)

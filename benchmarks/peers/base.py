@@ -262,6 +262,45 @@ def wait_until(pred: Callable[[], bool], timeout: float, what: str,
         time.sleep(interval)
 
 
+#: what a ``collect`` fetch gives for a task whose result is not in yet
+MISSING: Any = object()
+#: the fewest and most results read per pipeline
+WINDOW = (64, 1024)
+
+
+def collect(n: int, fetch: Callable[[Sequence[int]], list[Any]],
+            block: Callable[[int, int], Any], timeout: float, peer: str) -> list[Any]:
+    """Outputs of n tasks in order, read a window of pending tasks per pipeline.
+
+    ``fetch(indexes)`` gives each task's output or MISSING; ``block(i, seconds)`` waits
+    server-side for task i (a second at most, so the deadline is kept). While a window is
+    not all done, the reader blocks on its last missing task: tasks finish about in queue
+    order, so one wait then one pipeline per window keeps the reader off the workers' CPU.
+    """
+    deadline = time.monotonic() + timeout
+    out: list[Any] = [None] * n
+    pending = list(range(n))
+    window = WINDOW[0]
+    while pending:
+        batch = pending[:window]
+        missing = []
+        for i, got in zip(batch, fetch(batch)):
+            if got is MISSING:
+                missing.append(i)
+            else:
+                out[i] = got
+        pending[:window] = missing
+        if not missing:
+            window = min(2 * window, WINDOW[1])
+            continue
+        window = max(WINDOW[0], min(window, 2 * (len(batch) - len(missing))))
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{peer}: {len(pending)} of {n} results not in after "
+                               f"{timeout:.0f} s")
+        block(missing[-1], 1)
+    return out
+
+
 class Workloads:
     """The timed workloads, the same for every peer."""
 

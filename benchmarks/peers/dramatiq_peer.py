@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
 import dramatiq
@@ -16,10 +15,12 @@ from dramatiq.results import ResultFailure, ResultMissing, ResultTimeout
 from dramatiq.results.backends import RedisBackend
 
 from benchmarks.peers.base import (
+    MISSING,
     Peer,
     Unsupported,
     WorkerProcess,
     WrongResult,
+    collect,
     console_script,
 )
 from benchmarks.peers.dramatiq_tasks import ACTOR_OPTIONS, KIND_ENV, QUEUE, make_broker, noop_sync
@@ -193,39 +194,3 @@ def _ms(seconds: float) -> int:
 
 
 #: what a fetch gives for a task whose result is not stored yet
-MISSING: Any = object()
-#: the fewest and most results read per pipeline
-WINDOW = (64, 1024)
-
-
-def collect(n: int, fetch: Callable[[Sequence[int]], list[Any]],
-            block: Callable[[int, int], Any], timeout: float, peer: str) -> list[Any]:
-    """Outputs of n tasks in order, read a window of pending tasks per pipeline.
-
-    ``fetch(indexes)`` gives each task's output or MISSING; ``block(i, seconds)`` waits
-    server-side for task i (a second at most, so the deadline is kept). While a window is
-    not all done, the reader blocks on its last missing task: tasks finish about in queue
-    order, so one wait then one pipeline per window keeps the reader off the workers' CPU.
-    """
-    deadline = time.monotonic() + timeout
-    out: list[Any] = [None] * n
-    pending = list(range(n))
-    window = WINDOW[0]
-    while pending:
-        batch = pending[:window]
-        missing = []
-        for i, got in zip(batch, fetch(batch)):
-            if got is MISSING:
-                missing.append(i)
-            else:
-                out[i] = got
-        pending[:window] = missing
-        if not missing:
-            window = min(2 * window, WINDOW[1])
-            continue
-        window = max(WINDOW[0], min(window, 2 * (len(batch) - len(missing))))
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{peer}: {len(pending)} of {n} results not in after "
-                               f"{timeout:.0f} s")
-        block(missing[-1], 1)
-    return out

@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import math
 import os
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 from redis import Redis
@@ -18,7 +17,7 @@ from rq import Queue
 from rq.job import Job
 from rq.results import Result
 
-from benchmarks.peers.base import Peer, WrongResult, console_script
+from benchmarks.peers.base import MISSING, Peer, WrongResult, collect, console_script
 
 #: env var telling a worker which handler kind ``noop`` is
 KIND_ENV = "BENCH_HANDLER_KIND"
@@ -155,39 +154,3 @@ class RQ(Peer):
 
 
 #: what a fetch gives for a task whose result is not stored yet
-MISSING: Any = object()
-#: the fewest and most results read per pipeline
-WINDOW = (64, 1024)
-
-
-def collect(n: int, fetch: Callable[[Sequence[int]], list[Any]],
-            block: Callable[[int, int], Any], timeout: float, peer: str) -> list[Any]:
-    """Outputs of n tasks in order, read a window of pending tasks per pipeline.
-
-    ``fetch(indexes)`` gives each task's output or MISSING; ``block(i, seconds)`` waits
-    server-side for task i (a second at most, so the deadline is kept). While a window is
-    not all done, the reader blocks on its last missing task: tasks finish about in queue
-    order, so one wait then one pipeline per window keeps the reader off the workers' CPU.
-    """
-    deadline = time.monotonic() + timeout
-    out: list[Any] = [None] * n
-    pending = list(range(n))
-    window = WINDOW[0]
-    while pending:
-        batch = pending[:window]
-        missing = []
-        for i, got in zip(batch, fetch(batch)):
-            if got is MISSING:
-                missing.append(i)
-            else:
-                out[i] = got
-        pending[:window] = missing
-        if not missing:
-            window = min(2 * window, WINDOW[1])
-            continue
-        window = max(WINDOW[0], min(window, 2 * (len(batch) - len(missing))))
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{peer}: {len(pending)} of {n} results not in after "
-                               f"{timeout:.0f} s")
-        block(missing[-1], 1)
-    return out
