@@ -521,15 +521,21 @@ class Worker:
                     "started_at": self._started_at, "protocol": script_protocol(),
                     "processed": c.processed,
                     "failed": c.failed}
-            args: list[Any] = [c.id, len(info)]
+            args: list[Any] = [c.id, int(self.settings.worker_timeout * 1000),
+                                self.settings.dead_letter_ttl, len(info)]
             for k, v in info.items():
                 args.extend((k, v))
             for tid, entry in list(c.running.items()):
                 args.extend((c.role, entry, tid))
             arg_lists.append(args)
-        for _, gone in await self._call_each(self.scripts.heartbeat, arg_lists):
+        replies = await self._call_each(self.scripts.heartbeat, arg_lists)
+        for c, (_, gone, orphans) in zip(self.consumers, replies):
             for tid in gone:
                 self.cancel_task(tid.decode(), "no longer this worker's: cancelled or reclaimed")
+            if orphans:
+                logger.warning("worker {} gave back {} tasks Redis still counted as its own but "
+                               "it no longer ran (outcomes lost, say by a failover)", c.id,
+                               orphans)
 
     async def _heartbeat_loop(self) -> None:
         interval = self.settings.heartbeat_interval

@@ -665,8 +665,9 @@ def test_enqueue_with_reply_to_records_it(env: Env) -> None:
 def test_heartbeat_registers_the_worker(env: Env) -> None:
     env.enqueue({"id": "t1"})
     entry, _ = env.take("w1")["t1"]
-    now, gone = env.run("heartbeat", ["w1", 2, "roles", "role", "pid", 42, "role", entry, "t1"])
-    assert gone == []
+    now, gone, orphans = env.run(
+        "heartbeat", ["w1", 0, 60, 2, "roles", "role", "pid", 42, "role", entry, "t1"])
+    assert gone == [] and orphans == 0
     assert abs(now - env.now_ms()) < 5000
     assert env.r.zscore(env.k.workers, "w1") == now
     info = env.r.hgetall(env.k.worker("w1"))
@@ -679,8 +680,27 @@ def test_heartbeat_names_running_tasks_that_are_no_longer_the_workers(env: Env) 
     env.enqueue({"id": "t1"}, {"id": "t2"})
     taken = env.take("w1")
     env.run("cancel", ["stop it", "", "t1"])
-    args = ["w1", 0]
+    args = ["w1", 0, 60, 0]
     for tid, (entry, _) in sorted(taken.items()):
         args += ["role", entry, tid]
-    _, gone = env.run("heartbeat", args)
+    _, gone, _ = env.run("heartbeat", args)
     assert gone == [b"t1"]
+
+
+def test_heartbeat_gives_back_entries_its_worker_no_longer_runs(env: Env) -> None:
+    """A finish lost in a failover leaves the task RUNNING under a live worker that has
+    forgotten it: its next heartbeat gives it back, and only once it has been idle long."""
+    env.enqueue({"id": "t1"}, {"id": "t2"})
+    taken = env.take("w1")
+    beat = ["w1", 60_000, 60, 1, "roles", "role", "role", taken["t1"][0], "t1"]
+    assert env.run("heartbeat", beat)[2] == 0  # t2 not idle long enough yet
+    assert env.h("t2")["status"] == "RUNNING"
+    time.sleep(0.02)
+    beat[1] = 10
+    assert env.run("heartbeat", beat)[2] == 1
+    t2 = env.h("t2")
+    assert t2["status"] == "QUEUED" and t2["entry"] != taken["t2"][0] and t2["crashes"] == "1"
+    assert "no longer had it" in t2["error"]
+    assert env.pending("w1") == [taken["t1"][0]]  # the in-flight one is kept
+    assert env.h("t1")["status"] == "RUNNING"
+    assert set(env.take("w2")) == {"t2"}

@@ -1,4 +1,4 @@
--- Give back every entry a consumer holds on a role stream: each task it was
+-- requeue_consumer gives back every entry a consumer holds on a role stream: each task it was
 -- running or about to run goes back on the stream as a new entry (the old
 -- one is acked and deleted, so a late finish from that consumer is refused).
 -- A task lost while RUNNING counts a crash (field `crashes`); crashes have
@@ -9,6 +9,37 @@
 
 local DEFAULT_MAX_CRASHES = 3
 
+-- Give back one entry of a role stream; returns 1, 0 when re-queued, 0, 1 when failed, else 0, 0.
+local function requeue_entry(base, role, entry, reason, now, dead_ttl)
+  local stream = stream_key(base, role)
+  local rows = redis.call('XRANGE', stream, entry, entry)
+  redis.call('XACK', stream, GROUP, entry)
+  redis.call('XDEL', stream, entry)
+  local tid
+  if #rows > 0 then
+    local f = rows[1][2]
+    for k = 1, #f, 2 do if f[k] == 'id' then tid = f[k + 1] end end
+  end
+  if not tid then return 0, 0 end
+  local hkey = task_key(base, tid)
+  local cur = redis.call('HMGET', hkey, 'status', 'entry', 'attempt', 'max_crashes')
+  if (cur[1] ~= 'RUNNING' and cur[1] ~= 'QUEUED') or cur[2] ~= entry then return 0, 0 end
+  local crashes = 0
+  if cur[1] == 'RUNNING' then crashes = redis.call('HINCRBY', hkey, 'crashes', 1) end
+  if crashes > tonumber(cur[4] or DEFAULT_MAX_CRASHES) then
+    local err = reason .. ' during attempt ' .. cur[3] .. '; lost ' .. crashes ..
+                ' times, given up'
+    finalize(base, tid, 'FAILED', '', err, now)
+    dead_letter(base, tid, 'lost with its worker too often (a poison task?)', err, now,
+                dead_ttl)
+    return 0, 1
+  end
+  if cur[1] == 'RUNNING' then redis.call('HSET', hkey, 'error', reason) end
+  redis.call('HDEL', hkey, 'worker')
+  push_ready(base, tid, hkey, role)
+  return 1, 0
+end
+
 local function requeue_consumer(base, role, consumer, reason, now, dead_ttl)
   local stream = stream_key(base, role)
   local requeued, failed = 0, 0
@@ -16,36 +47,8 @@ local function requeue_consumer(base, role, consumer, reason, now, dead_ttl)
     local pending = redis.call('XPENDING', stream, GROUP, '-', '+', 500, consumer)
     if #pending == 0 then break end
     for _, p in ipairs(pending) do
-      local entry = p[1]
-      local rows = redis.call('XRANGE', stream, entry, entry)
-      redis.call('XACK', stream, GROUP, entry)
-      redis.call('XDEL', stream, entry)
-      local tid
-      if #rows > 0 then
-        local f = rows[1][2]
-        for k = 1, #f, 2 do if f[k] == 'id' then tid = f[k + 1] end end
-      end
-      if tid then
-        local hkey = task_key(base, tid)
-        local cur = redis.call('HMGET', hkey, 'status', 'entry', 'attempt', 'max_crashes')
-        if (cur[1] == 'RUNNING' or cur[1] == 'QUEUED') and cur[2] == entry then
-          local crashes = 0
-          if cur[1] == 'RUNNING' then crashes = redis.call('HINCRBY', hkey, 'crashes', 1) end
-          if crashes > tonumber(cur[4] or DEFAULT_MAX_CRASHES) then
-            local err = reason .. ' during attempt ' .. cur[3] .. '; lost ' .. crashes ..
-                        ' times, given up'
-            finalize(base, tid, 'FAILED', '', err, now)
-            dead_letter(base, tid, 'lost with its worker too often (a poison task?)', err, now,
-                        dead_ttl)
-            failed = failed + 1
-          else
-            if cur[1] == 'RUNNING' then redis.call('HSET', hkey, 'error', reason) end
-            redis.call('HDEL', hkey, 'worker')
-            push_ready(base, tid, hkey, role)
-            requeued = requeued + 1
-          end
-        end
-      end
+      local r, f = requeue_entry(base, role, p[1], reason, now, dead_ttl)
+      requeued, failed = requeued + r, failed + f
     end
   end
   redis.call('XGROUP', 'DELCONSUMER', stream, GROUP, consumer)
