@@ -21,8 +21,9 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def own_redis(binary: str = "redis-server") -> Iterator[str]:
-    """Start a redis-server only this run uses (so it may be flushed); yield its URL."""
+def own_redis(binary: str = "redis-server", extra: tuple[str, ...] = ()) -> Iterator[str]:
+    """Start a redis-server only this run uses (so it may be flushed); yield its URL.
+    ``extra``: more redis-server arguments (``--replicaof HOST PORT`` makes a replica)."""
     path = shutil.which(binary)
     if path is None:
         raise RuntimeError(f"{binary} not found: install Redis (e.g. apt install redis-server) "
@@ -31,7 +32,7 @@ def own_redis(binary: str = "redis-server") -> Iterator[str]:
     workdir = Path(tempfile.mkdtemp(prefix="bench-redis-"))
     proc = subprocess.Popen(
         [path, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-         "--dir", str(workdir), "--logfile", str(workdir / "redis.log")],
+         "--dir", str(workdir), "--logfile", str(workdir / "redis.log"), *extra],
         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"redis://127.0.0.1:{port}/0"
     r = redis.Redis.from_url(url)

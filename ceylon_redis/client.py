@@ -16,7 +16,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from .connection import async_redis, sync_redis
-from .errors import UnknownTaskError, ValidationError, raise_for_script_error
+from .errors import ReplicationError, UnknownTaskError, ValidationError, raise_for_script_error
 from .graphs import AsyncGraph, Graph
 from .keys import Keys, check_name, check_task_id
 from .models import (
@@ -185,6 +185,23 @@ class _Base:
                                                      "(purge it)")
         return ids
 
+    def _wait_for_replicas(self, pipe: Any) -> None:
+        """Queue a WAIT on ``pipe`` (same connection as the writes) when settings ask for one."""
+        if self.settings.wait_replicas:
+            pipe.execute_command("WAIT", self.settings.wait_replicas,
+                                 max(1, round(self.settings.wait_timeout * 1000)))
+
+    def _check_replies(self, replies: list[Any], scripts: int, ids: list[str]) -> None:
+        """Raise the first script error, then ReplicationError if too few replicas acked."""
+        for reply in replies[:scripts]:
+            raise_for_script_error(reply)
+        wanted = self.settings.wait_replicas
+        if wanted and replies[-1] < wanted:
+            raise ReplicationError(
+                f"{len(ids)} task(s) enqueued on the master, but only {replies[-1]} of "
+                f"{wanted} replicas acknowledged them within {self.settings.wait_timeout:g} s "
+                "(Settings.wait_replicas): a failover now would lose them", ids)
+
     def _batches(self, specs: list[TaskSpec]) -> list[list[Any]]:
         if len({s.id for s in specs}) != len(specs):
             enqueue_args(specs)  # raises, naming the id that appears twice; nothing written
@@ -233,7 +250,7 @@ class AsyncClient(_Base):
                           on_failure=on_failure, max_attempts=max_attempts,
                           result_ttl=result_ttl, backoff=backoff, timeout=timeout,
                           delay=delay, at=at)
-        await self._run_enqueue(enqueue_args([spec]))
+        await self._run_enqueue([enqueue_args([spec])], [spec.id])
         return spec.id
 
     async def enqueue_many(self, role: str, items: Iterable[Any], *,
@@ -246,13 +263,9 @@ class AsyncClient(_Base):
         """
         specs = self._specs(role, items, names, max_attempts=max_attempts,
                             result_ttl=result_ttl, **options)
-        batches = self._batches(specs)
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for args in batches:
-                await self.scripts.enqueue(keys=[self.keys.base], args=args, client=pipe)
-            for reply in await pipe.execute():
-                raise_for_script_error(reply)
-        return [s.id for s in specs]
+        ids = [s.id for s in specs]
+        await self._run_enqueue(self._batches(specs), ids)
+        return ids
 
     async def enqueue_graph(self, tasks: Sequence[TaskDef], *, graph_id: str | None = None,
                             ttl: int | None = None) -> AsyncGraph:
@@ -262,8 +275,9 @@ class AsyncClient(_Base):
         (default ``result_ttl``) after its last task ends.
         """
         gid, specs, args = self._graph_args(tasks, graph_id, ttl)
-        await self._run_enqueue(args)
-        return AsyncGraph(self, gid, [s.id for s in specs])
+        ids = [s.id for s in specs]
+        await self._run_enqueue([args], ids)
+        return AsyncGraph(self, gid, ids)
 
     def graph(self, graph_id: str) -> AsyncGraph:
         """A handle on a graph enqueued earlier (anywhere)."""
@@ -279,8 +293,18 @@ class AsyncClient(_Base):
                                           args=self._cancel_args(task_id, reason))
         return _cancelled(task_id, reply)
 
-    async def _run_enqueue(self, args: list[Any]) -> None:
-        raise_for_script_error(await self.scripts.enqueue(keys=[self.keys.base], args=args))
+    async def _run_enqueue(self, batches: list[list[Any]], ids: list[str]) -> None:
+        """Run the enqueue script once per batch, pipelined, then WAIT if settings ask."""
+        if len(batches) == 1 and not self.settings.wait_replicas:
+            raise_for_script_error(
+                await self.scripts.enqueue(keys=[self.keys.base], args=batches[0]))
+            return
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for args in batches:
+                await self.scripts.enqueue(keys=[self.keys.base], args=args, client=pipe)
+            self._wait_for_replicas(pipe)
+            replies = await pipe.execute()
+        self._check_replies(replies, len(batches), ids)
 
     async def enqueue_and_wait(self, role: str, data: Any = None, *,
                                timeout: float | None = None, **options: Any) -> TaskResult:
@@ -293,7 +317,7 @@ class AsyncClient(_Base):
 
         async def send(channel: str) -> None:
             spec.reply_to = channel
-            await self._run_enqueue(enqueue_args([spec]))
+            await self._run_enqueue([enqueue_args([spec])], [spec.id])
 
         with self._explained():
             return (await self._waiter.wait_many([spec.id], timeout, None, send))[0]
@@ -497,8 +521,7 @@ class Client(_Base):
                           on_failure=on_failure, max_attempts=max_attempts,
                           result_ttl=result_ttl, backoff=backoff, timeout=timeout,
                           delay=delay, at=at)
-        raise_for_script_error(
-            self.scripts.enqueue(keys=[self.keys.base], args=enqueue_args([spec])))
+        self._run_enqueue([enqueue_args([spec])], [spec.id])
         return spec.id
 
     def enqueue_many(self, role: str, items: Iterable[Any], *,
@@ -510,13 +533,9 @@ class Client(_Base):
         """
         specs = self._specs(role, items, names, max_attempts=max_attempts,
                             result_ttl=result_ttl, **options)
-        batches = self._batches(specs)
-        with self.redis.pipeline(transaction=False) as pipe:
-            for args in batches:
-                self.scripts.enqueue(keys=[self.keys.base], args=args, client=pipe)
-            for reply in pipe.execute():
-                raise_for_script_error(reply)
-        return [s.id for s in specs]
+        ids = [s.id for s in specs]
+        self._run_enqueue(self._batches(specs), ids)
+        return ids
 
     def enqueue_graph(self, tasks: Sequence[TaskDef], *, graph_id: str | None = None,
                       ttl: int | None = None) -> Graph:
@@ -526,8 +545,21 @@ class Client(_Base):
         (default ``result_ttl``) after its last task ends.
         """
         gid, specs, args = self._graph_args(tasks, graph_id, ttl)
-        raise_for_script_error(self.scripts.enqueue(keys=[self.keys.base], args=args))
-        return Graph(self, gid, [s.id for s in specs])
+        ids = [s.id for s in specs]
+        self._run_enqueue([args], ids)
+        return Graph(self, gid, ids)
+
+    def _run_enqueue(self, batches: list[list[Any]], ids: list[str]) -> None:
+        """Run the enqueue script once per batch, pipelined, then WAIT if settings ask."""
+        if len(batches) == 1 and not self.settings.wait_replicas:
+            raise_for_script_error(self.scripts.enqueue(keys=[self.keys.base], args=batches[0]))
+            return
+        with self.redis.pipeline(transaction=False) as pipe:
+            for args in batches:
+                self.scripts.enqueue(keys=[self.keys.base], args=args, client=pipe)
+            self._wait_for_replicas(pipe)
+            replies = pipe.execute()
+        self._check_replies(replies, len(batches), ids)
 
     def graph(self, graph_id: str) -> Graph:
         """A handle on a graph enqueued earlier (anywhere)."""
@@ -553,8 +585,7 @@ class Client(_Base):
 
         def send(channel: str) -> None:
             spec.reply_to = channel
-            raise_for_script_error(
-                self.scripts.enqueue(keys=[self.keys.base], args=enqueue_args([spec])))
+            self._run_enqueue([enqueue_args([spec])], [spec.id])
 
         with self._explained():
             return self._waiter.wait_many([spec.id], timeout, None, send)[0]

@@ -11,6 +11,7 @@ import redis.asyncio as aioredis
 from loguru import logger
 
 from .errors import RedisConnectionError, RedisTimeoutError
+from .sentinel import SentinelTarget, is_sentinel_url
 from .settings import redact_url
 
 if TYPE_CHECKING:
@@ -146,10 +147,16 @@ def async_redis(url: str, *, timeout: float | None = None, **kwargs: Any) -> aio
         return fakeredis.FakeAsyncRedis(
             server=embedded_server(), connection_pool_class=aioredis.BlockingConnectionPool,
             max_connections=MAX_CONNECTIONS, **kwargs)
-    pool = aioredis.BlockingConnectionPool.from_url(url, **_pool_options(timeout, kwargs))
+    options = _pool_options(timeout, kwargs)
+    client_class = aioredis.Redis if timeout is None else AsyncExplainingRedis
+    if is_sentinel_url(url):
+        client = SentinelTarget.parse(url).async_client(client_class, **options)
+    else:
+        pool = aioredis.BlockingConnectionPool.from_url(url, **options)
+        client = client_class.from_pool(pool)
     if timeout is None:
-        return aioredis.Redis.from_pool(pool)
-    client = cast(AsyncExplainingRedis, AsyncExplainingRedis.from_pool(pool))
+        return client
+    client = cast(AsyncExplainingRedis, client)
     client.ceylon_url, client.ceylon_timeout = url, timeout
     return client
 
@@ -165,10 +172,15 @@ def sync_redis(url: str, *, timeout: float | None = None, **kwargs: Any) -> redi
         return fakeredis.FakeRedis(
             server=embedded_server(), connection_pool_class=redis.BlockingConnectionPool,
             max_connections=MAX_CONNECTIONS, **kwargs)
-    pool = redis.BlockingConnectionPool.from_url(url, **_pool_options(timeout, kwargs))
+    options = _pool_options(timeout, kwargs)
+    client_class = redis.Redis if timeout is None else ExplainingRedis
+    if is_sentinel_url(url):
+        client = SentinelTarget.parse(url).sync_client(client_class, **options)
+    else:
+        client = client_class.from_pool(redis.BlockingConnectionPool.from_url(url, **options))
     if timeout is None:
-        return redis.Redis.from_pool(pool)
-    client = cast(ExplainingRedis, ExplainingRedis.from_pool(pool))
+        return client
+    client = cast(ExplainingRedis, client)
     client.ceylon_url, client.ceylon_timeout = url, timeout
     return client
 
@@ -188,7 +200,7 @@ def redis_answers(url: str, timeout: float = 0.5) -> bool:
     if url.startswith("embedded://"):
         return True
     try:
-        client = redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
+        client = sync_redis(url, socket_timeout=timeout, socket_connect_timeout=timeout)
         try:
             return bool(client.ping())
         finally:

@@ -59,6 +59,16 @@ class TaskTimeoutError(CeylonRedisError, TimeoutError):
     """wait() gave up before the task reached a final state."""
 
 
+class ReplicationError(CeylonRedisError):
+    """Fewer replicas than ``Settings.wait_replicas`` acknowledged an enqueue in time. The
+    tasks are on the master and run unless it fails before a replica copies them; ``task_ids``
+    names them, so a caller can check (``get``) before enqueueing again."""
+
+    def __init__(self, message: str, task_ids: list[str]) -> None:
+        super().__init__(message)
+        self.task_ids = task_ids
+
+
 class ProtocolMismatchError(CeylonRedisError):
     """A worker would join a namespace where a live worker runs other scripts: another
     ceylon-redis version. Stop the old daemons first (docs/operations.md, "Upgrading")."""

@@ -22,7 +22,7 @@ _NUMBERS_FROM_ENV: tuple[tuple[str, Callable[[str], Any]], ...] = (
     ("result_ttl", int), ("max_attempts", int), ("worker_timeout", float),
     ("heartbeat_interval", float), ("retry_backoff", float), ("retry_backoff_max", float),
     ("retry_jitter", float), ("task_timeout", float), ("dead_letter_ttl", int),
-    ("socket_timeout", float))
+    ("socket_timeout", float), ("wait_replicas", int), ("wait_timeout", float))
 """Fields ``Settings.from_env`` reads from ``CEYLON_REDIS_<FIELD>``, with their types."""
 ENV_VARS: tuple[str, ...] = (*URL_ENV, PREFIX_ENV,
                              *(f"CEYLON_REDIS_{name.upper()}" for name, _ in _NUMBERS_FROM_ENV))
@@ -39,7 +39,8 @@ class Settings:
     """Everything a client, worker or coordinator needs to agree on."""
 
     url: str = DEFAULT_URL
-    """Redis URL: ``redis://``, ``rediss://`` (TLS) or ``unix://``; user and password in it."""
+    """Redis URL: ``redis://``, ``rediss://`` (TLS), ``unix://`` or ``redis+sentinel://``
+    (see sentinel.py); user and password in it."""
     prefix: str = DEFAULT_PREFIX
     """Namespace of every key; two prefixes in one Redis never see each other's tasks."""
     result_ttl: int = 24 * 3600
@@ -72,6 +73,14 @@ class Settings:
     raising RedisTimeoutError / RedisConnectionError. Daemons allow ``block_ms`` more per
     reply (their blocking reads) and retry; idle pub/sub listening is never cut by it."""
 
+    wait_replicas: int = 0
+    """Replicas that must acknowledge each enqueue (Redis WAIT) before it returns; 0 does not
+    wait. With asynchronous replication a failover loses the writes no replica had yet; this
+    closes that window for enqueues (see docs/operations.md for its cost)."""
+    wait_timeout: float = 1.0
+    """Seconds an enqueue waits for ``wait_replicas`` acknowledgements before raising
+    ReplicationError (the tasks stay enqueued on the master)."""
+
     def __post_init__(self) -> None:
         check_name("prefix", self.prefix)
         if self.result_ttl <= 0:
@@ -88,6 +97,9 @@ class Settings:
             raise ValidationError("task_timeout must be positive (or None for no limit)")
         if self.dead_letter_ttl <= 0 or self.schedule_poll <= 0:
             raise ValidationError("dead_letter_ttl and schedule_poll must be positive")
+        if self.wait_replicas < 0 or not 0 < self.wait_timeout < math.inf:
+            raise ValidationError("wait_replicas must not be negative and wait_timeout must be "
+                                  "a positive number of seconds")
         if not 0 < self.socket_timeout < math.inf:  # also rejects NaN
             raise ValidationError("socket_timeout must be a positive number of seconds")
 
@@ -126,7 +138,7 @@ class Settings:
 
 def redact_url(url: str) -> str:
     """The URL with any password replaced by ``***``, for logs and CLI output."""
-    url = re.sub(r"(?i)([?&]password=)[^&#]*", r"\1***", url)
+    url = re.sub(r"(?i)([?&](?:sentinel_)?password=)[^&#]*", r"\1***", url)
     scheme, sep, rest = url.partition("://")
     if not sep or "@" not in rest:
         return url

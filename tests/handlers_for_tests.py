@@ -3,6 +3,8 @@
 The daemons run with ``CEYLON_REDIS_URL`` and ``CEYLON_REDIS_PREFIX`` set (see
 ``conftest.spawn_worker``); the recording handlers write their bookkeeping
 under the test's own namespace, ``{prefix}:test:...``, so conftest deletes it.
+It goes to ``CEYLON_TEST_LEDGER_URL`` instead where set: a Redis the test does not
+fail over or cut off, so the bookkeeping survives what the queue's Redis goes through.
 """
 
 from __future__ import annotations
@@ -36,17 +38,21 @@ def who_key(prefix: str, task_id: str) -> str:
     return "{" + prefix + "}:test:who:" + task_id
 
 
+def _ledger_url() -> str:
+    return os.environ.get("CEYLON_TEST_LEDGER_URL") or os.environ["CEYLON_REDIS_URL"]
+
+
 def _aredis() -> aioredis.Redis:
     global _async_client
     if _async_client is None:  # one daemon runs one event loop: one client is enough
-        _async_client = aioredis.Redis.from_url(os.environ["CEYLON_REDIS_URL"])
+        _async_client = aioredis.Redis.from_url(_ledger_url())
     return _async_client
 
 
 def _sredis() -> redis.Redis:
     global _sync_client
     if _sync_client is None:  # thread-safe: a connection pool behind it
-        _sync_client = redis.Redis.from_url(os.environ["CEYLON_REDIS_URL"])
+        _sync_client = redis.Redis.from_url(_ledger_url())
     return _sync_client
 
 

@@ -7,7 +7,7 @@ import shutil
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -75,3 +75,84 @@ def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
     server.start()
     yield server
     server.stop()
+
+
+class SentinelSet:
+    """A master, one replica and three sentinels (quorum 2) on free loopback ports."""
+
+    MASTER = "ceylon-test"
+
+    def __init__(self, workdir: Path, down_after_ms: int = 1000) -> None:
+        self.workdir = workdir
+        self.down_after_ms = down_after_ms
+        self.master = RedisServer(workdir / "master")
+        self.replica = RedisServer(workdir / "replica")
+        self.sentinel_ports = [_free_port() for _ in range(3)]
+        self.sentinels: list[subprocess.Popen[bytes]] = []
+
+    @property
+    def url(self) -> str:
+        hosts = ",".join(f"127.0.0.1:{p}" for p in self.sentinel_ports)
+        return f"redis+sentinel://{hosts}/{self.MASTER}/0"
+
+    def start(self) -> None:
+        for node in (self.master, self.replica):
+            node.workdir.mkdir(parents=True, exist_ok=True)
+        self.master.start()
+        self.replica.extra += ["--replicaof", "127.0.0.1", str(self.master.port)]
+        self.replica.start()
+        for port in self.sentinel_ports:
+            conf = self.workdir / f"sentinel-{port}.conf"
+            conf.write_text(
+                f"port {port}\nbind 127.0.0.1\ndir {self.workdir}\n"
+                f"sentinel monitor {self.MASTER} 127.0.0.1 {self.master.port} 2\n"
+                f"sentinel down-after-milliseconds {self.MASTER} {self.down_after_ms}\n"
+                f"sentinel failover-timeout {self.MASTER} 10000\n")
+            self.sentinels.append(subprocess.Popen(
+                ["redis-server", str(conf), "--sentinel"],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        self.wait_for(lambda: self.master_port() == self.master.port and self._replica_seen())
+
+    def master_port(self) -> int | None:
+        """The master's port as the first sentinel that answers sees it."""
+        for port in self.sentinel_ports:
+            try:
+                addr = redis.Redis(port=port, socket_timeout=1).sentinel_get_master_addr_by_name(
+                    self.MASTER)
+                return int(addr[1]) if addr else None
+            except redis.RedisError:
+                continue
+        return None
+
+    @staticmethod
+    def replica_count(port: int) -> int:
+        """Replicas online and in sync with the node on ``port``."""
+        try:
+            info = redis.Redis(port=port, socket_timeout=1).info("replication")
+        except redis.RedisError:
+            return 0
+        return sum(1 for k, v in info.items() if k.startswith("slave") and isinstance(v, dict)
+                   and v.get("state") == "online")
+
+    def _replica_seen(self) -> bool:
+        try:
+            info = redis.Redis(port=self.replica.port).info("replication")
+            return bool(info.get("master_link_status") == "up")
+        except redis.RedisError:
+            return False
+
+    @staticmethod
+    def wait_for(check: Callable[[], bool], timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while not check():
+            if time.monotonic() > deadline:
+                raise RuntimeError("Sentinel set-up did not reach the expected state")
+            time.sleep(0.1)
+
+    def stop(self) -> None:
+        for proc in self.sentinels:
+            if proc.poll() is None:
+                proc.terminate()
+                proc.wait(10)
+        self.replica.stop()
+        self.master.stop()

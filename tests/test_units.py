@@ -478,6 +478,7 @@ PUBLIC_API = [
     "Record",
     "RedisConnectionError",
     "RedisTimeoutError",
+    "ReplicationError",
     "Retry",
     "RoleStats",
     "ScriptError",
