@@ -8,7 +8,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import fakeredis
@@ -86,11 +86,13 @@ async def fake_async(fake_server: fakeredis.FakeServer) -> AsyncIterator[fakered
 class Daemon:
     """A ``ceylon-redis worker`` (or other command) as a real subprocess."""
 
-    def __init__(self, args: list[str], env: dict[str, str]) -> None:
+    def __init__(self, args: list[str], env: dict[str, str],
+                 wrap: Callable[[list[str]], list[str]] = list) -> None:
+        """``wrap``: the command line as it is run (say, inside a network namespace)."""
         self.args = args
         self.log = open(ROOT / ".pytest_cache" / f"daemon-{uuid.uuid4().hex[:8]}.log", "w+b")  # noqa: SIM115
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "ceylon_redis", *args], cwd=ROOT, env=env,
+            wrap([sys.executable, "-m", "ceylon_redis", *args]), cwd=ROOT, env=env,
             stdout=self.log, stderr=subprocess.STDOUT)
 
     def output(self) -> str:
