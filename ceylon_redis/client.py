@@ -44,7 +44,7 @@ from .protocol import (
     parse_task,
     parse_worker,
 )
-from .scripts import Scripts
+from .scripts import Scripts, run_each, run_each_async
 from .settings import Settings
 from .stats import role_stats
 from .waiting import AsyncWaiter, OnResult, SyncWaiter, check_on_result
@@ -107,27 +107,27 @@ class _Base:
                 for i, role in enumerate(roles)]
 
     def _oldest_ready_pipe(self, pipe: Any, rows: list[QueueInfo], replies: list[Any]) -> bool:
-        """Queue on ``pipe`` a read of each role's first ready entry, then TIME; False if no
-        role has a ready task."""
+        """Queue on ``pipe`` a read of each role's first ready entry; False if no role has a
+        ready task."""
         ready = [(i, q) for i, q in enumerate(rows) if q.ready]
         for i, q in ready:
             start = last_delivered(_list(replies[4 * i + 1]))
             pipe.xrange(self.keys.stream(q.role), min=start if start == "-" else "(" + start,
                         count=1)
-        pipe.time()
         return bool(ready)
 
     @staticmethod
-    def _set_oldest_ready(rows: list[QueueInfo], replies: list[Any]) -> None:
-        *firsts, now = replies
+    def _set_oldest_ready(rows: list[QueueInfo], firsts: list[Any], now: Any) -> None:
         now_ms = _redis_ms(now)
         for q, first in zip((q for q in rows if q.ready), firsts):
             if first:
                 q.oldest_ready_age = max(0.0, (now_ms - int(first[0][0].split(b"-")[0])) / 1000)
 
-    def _stats(self, roles: list[str], replies: list[Any], queues: list[QueueInfo]) -> Stats:
-        """Stats from the replies of ``_stats_pipe``: one HGETALL per role, ZRANGE, TIME."""
-        *raws, coordinators, now = replies
+    def _stats(self, roles: list[str], replies: list[Any], queues: list[QueueInfo],
+               now: Any) -> Stats:
+        """Stats from the replies of ``_stats_pipe`` (one HGETALL per role, ZRANGE) and the
+        Redis clock."""
+        *raws, coordinators = replies
         alive = self._alive_count(now, coordinators)
         minute = now[0] // 60
         by_role = {q.role: q for q in queues}
@@ -140,7 +140,6 @@ class _Base:
         for r in roles:
             pipe.hgetall(self.keys.stats(r))
         pipe.zrange(self.keys.coordinators, 0, -1, withscores=True)
-        pipe.time()
 
     def _alive_count(self, now: tuple[int, int], scores: list[Any]) -> int:
         limit = self.settings.worker_timeout * 1000
@@ -294,16 +293,16 @@ class AsyncClient(_Base):
         return _cancelled(task_id, reply)
 
     async def _run_enqueue(self, batches: list[list[Any]], ids: list[str]) -> None:
-        """Run the enqueue script once per batch, pipelined, then WAIT if settings ask."""
-        if len(batches) == 1 and not self.settings.wait_replicas:
-            raise_for_script_error(
-                await self.scripts.enqueue(keys=[self.keys.base], args=batches[0]))
-            return
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for args in batches:
-                await self.scripts.enqueue(keys=[self.keys.base], args=args, client=pipe)
-            self._wait_for_replicas(pipe)
-            replies = await pipe.execute()
+        """Run the enqueue script once per batch, then WAIT if settings ask."""
+        if not self.settings.wait_replicas:
+            replies = await run_each_async(self.redis, self.scripts.enqueue, [self.keys.base],
+                                           batches)
+        else:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for args in batches:
+                    await self.scripts.enqueue(keys=[self.keys.base], args=args, client=pipe)
+                self._wait_for_replicas(pipe)
+                replies = await pipe.execute()
         self._check_replies(replies, len(batches), ids)
 
     async def enqueue_and_wait(self, role: str, data: Any = None, *,
@@ -354,12 +353,14 @@ class AsyncClient(_Base):
         rows = self._queue_rows(roles, replies, alive)
         async with self.redis.pipeline(transaction=False) as pipe:
             if self._oldest_ready_pipe(pipe, rows, replies):
-                self._set_oldest_ready(rows, await pipe.execute())
+                firsts = await pipe.execute()
+                now = await self.scripts.clock(keys=[self.keys.base])
+                self._set_oldest_ready(rows, firsts, now)
         return rows
 
     async def coordinators_alive(self) -> int:
         """Coordinators whose heartbeat is fresh (statistics move only while one runs)."""
-        now = await self.redis.time()
+        now = await self.scripts.clock(keys=[self.keys.base])
         return self._alive_count(now, await self.redis.zrange(
             self.keys.coordinators, 0, -1, withscores=True))
 
@@ -369,11 +370,12 @@ class AsyncClient(_Base):
         roles = [role] if role else [q.role for q in queues]
         async with self.redis.pipeline(transaction=False) as pipe:
             self._stats_pipe(pipe, roles)
-            return self._stats(roles, await pipe.execute(), queues)
+            replies = await pipe.execute()
+        return self._stats(roles, replies, queues, await self.scripts.clock(keys=[self.keys.base]))
 
     async def workers(self) -> list[WorkerInfo]:
         """Registered workers, with whether their heartbeat is fresh."""
-        now_ms = _redis_ms(await self.redis.time())
+        now_ms = _redis_ms(await self.scripts.clock(keys=[self.keys.base]))
         entries = await self.redis.zrange(self.keys.workers, 0, -1, withscores=True)
         async with self.redis.pipeline(transaction=False) as pipe:
             for wid, _ in entries:
@@ -458,11 +460,10 @@ class AsyncClient(_Base):
             start = "(" + page[-1][0].decode()
         cancelled = 0
         for i in range(0, len(ids), _BATCH):
-            async with self.redis.pipeline(transaction=False) as pipe:
-                for tid in ids[i:i + _BATCH]:
-                    await self.scripts.cancel(keys=[self.keys.base],
-                                              args=self._cancel_args(tid, reason), client=pipe)
-                cancelled += _count_cancelled(await pipe.execute(raise_on_error=False))
+            cancelled += _count_cancelled(await run_each_async(
+                self.redis, self.scripts.cancel, [self.keys.base],
+                [self._cancel_args(tid, reason) for tid in ids[i:i + _BATCH]],
+                raise_on_error=False))
         return cancelled
 
     async def purge_dead(self, ids: Sequence[str] | None = None) -> int:
@@ -550,15 +551,15 @@ class Client(_Base):
         return Graph(self, gid, ids)
 
     def _run_enqueue(self, batches: list[list[Any]], ids: list[str]) -> None:
-        """Run the enqueue script once per batch, pipelined, then WAIT if settings ask."""
-        if len(batches) == 1 and not self.settings.wait_replicas:
-            raise_for_script_error(self.scripts.enqueue(keys=[self.keys.base], args=batches[0]))
-            return
-        with self.redis.pipeline(transaction=False) as pipe:
-            for args in batches:
-                self.scripts.enqueue(keys=[self.keys.base], args=args, client=pipe)
-            self._wait_for_replicas(pipe)
-            replies = pipe.execute()
+        """Run the enqueue script once per batch, then WAIT if settings ask."""
+        if not self.settings.wait_replicas:
+            replies = run_each(self.redis, self.scripts.enqueue, [self.keys.base], batches)
+        else:
+            with self.redis.pipeline(transaction=False) as pipe:
+                for args in batches:
+                    self.scripts.enqueue(keys=[self.keys.base], args=args, client=pipe)
+                self._wait_for_replicas(pipe)
+                replies = pipe.execute()
         self._check_replies(replies, len(batches), ids)
 
     def graph(self, graph_id: str) -> Graph:
@@ -622,12 +623,13 @@ class Client(_Base):
         rows = self._queue_rows(roles, replies, alive)
         with self.redis.pipeline(transaction=False) as pipe:
             if self._oldest_ready_pipe(pipe, rows, replies):
-                self._set_oldest_ready(rows, pipe.execute())
+                firsts = pipe.execute()
+                self._set_oldest_ready(rows, firsts, self.scripts.clock(keys=[self.keys.base]))
         return rows
 
     def coordinators_alive(self) -> int:
         """Coordinators whose heartbeat is fresh (statistics move only while one runs)."""
-        now = self.redis.time()
+        now = self.scripts.clock(keys=[self.keys.base])
         return self._alive_count(now, self.redis.zrange(self.keys.coordinators, 0, -1,
                                                         withscores=True))
 
@@ -637,11 +639,12 @@ class Client(_Base):
         roles = [role] if role else [q.role for q in queues]
         with self.redis.pipeline(transaction=False) as pipe:
             self._stats_pipe(pipe, roles)
-            return self._stats(roles, pipe.execute(), queues)
+            replies = pipe.execute()
+        return self._stats(roles, replies, queues, self.scripts.clock(keys=[self.keys.base]))
 
     def workers(self) -> list[WorkerInfo]:
         """Registered workers, with whether their heartbeat is fresh."""
-        now_ms = _redis_ms(self.redis.time())
+        now_ms = _redis_ms(self.scripts.clock(keys=[self.keys.base]))
         entries = self.redis.zrange(self.keys.workers, 0, -1, withscores=True)
         with self.redis.pipeline(transaction=False) as pipe:
             for wid, _ in entries:
@@ -726,11 +729,10 @@ class Client(_Base):
             start = "(" + page[-1][0].decode()
         cancelled = 0
         for i in range(0, len(ids), _BATCH):
-            with self.redis.pipeline(transaction=False) as pipe:
-                for tid in ids[i:i + _BATCH]:
-                    self.scripts.cancel(keys=[self.keys.base],
-                                        args=self._cancel_args(tid, reason), client=pipe)
-                cancelled += _count_cancelled(pipe.execute(raise_on_error=False))
+            cancelled += _count_cancelled(run_each(
+                self.redis, self.scripts.cancel, [self.keys.base],
+                [self._cancel_args(tid, reason) for tid in ids[i:i + _BATCH]],
+                raise_on_error=False))
         return cancelled
 
     def purge_dead(self, ids: Sequence[str] | None = None) -> int:

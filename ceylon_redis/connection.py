@@ -10,6 +10,7 @@ import redis
 import redis.asyncio as aioredis
 from loguru import logger
 
+from .cluster import async_cluster_client, is_cluster_url, sync_cluster_client
 from .errors import RedisConnectionError, RedisTimeoutError
 from .sentinel import SentinelTarget, is_sentinel_url
 from .settings import redact_url
@@ -148,6 +149,8 @@ def async_redis(url: str, *, timeout: float | None = None, **kwargs: Any) -> aio
             server=embedded_server(), connection_pool_class=aioredis.BlockingConnectionPool,
             max_connections=MAX_CONNECTIONS, **kwargs)
     options = _pool_options(timeout, kwargs)
+    if is_cluster_url(url):
+        return async_cluster_client(url, **options)  # type: ignore[return-value]
     client_class = aioredis.Redis if timeout is None else AsyncExplainingRedis
     if is_sentinel_url(url):
         client = SentinelTarget.parse(url).async_client(client_class, **options)
@@ -173,6 +176,8 @@ def sync_redis(url: str, *, timeout: float | None = None, **kwargs: Any) -> redi
             server=embedded_server(), connection_pool_class=redis.BlockingConnectionPool,
             max_connections=MAX_CONNECTIONS, **kwargs)
     options = _pool_options(timeout, kwargs)
+    if is_cluster_url(url):
+        return sync_cluster_client(url, **options)  # type: ignore[return-value]
     client_class = redis.Redis if timeout is None else ExplainingRedis
     if is_sentinel_url(url):
         client = SentinelTarget.parse(url).sync_client(client_class, **options)

@@ -163,12 +163,12 @@ class Coordinator:
                 logger.warning("coordinator {}: chores failed ({}); retrying", self.id, exc)
 
     async def _trim_dead_letters(self) -> None:
-        sec, _ = await self.redis.time()
+        sec, _ = await self.scripts.clock(keys=[self.keys.base])
         oldest_ms = (sec - self.settings.dead_letter_ttl) * 1000
         await self.redis.xtrim(self.keys.dead, minid=f"{oldest_ms}-0", approximate=True)
 
     async def _heartbeat(self) -> None:
-        sec, usec = await self.redis.time()
+        sec, usec = await self.scripts.clock(keys=[self.keys.base])
         await self.redis.zadd(self.keys.coordinators, {self.id: sec * 1000 + usec // 1000})
 
     async def _claim_orphans(self) -> None:
@@ -189,7 +189,7 @@ class Coordinator:
                 await self.redis.xack(self.keys.events, COORDINATOR_GROUP, entry_id)
             if start in (b"0-0", "0-0"):
                 break
-        sec, _ = await self.redis.time()
+        sec, _ = await self.scripts.clock(keys=[self.keys.base])
         cutoff = sec * 1000 - idle_ms
         dead = await self.redis.zrangebyscore(self.keys.coordinators, "-inf", cutoff)
         for cid in dead:
@@ -206,7 +206,7 @@ class Coordinator:
             await self.redis.xgroup_delconsumer(self.keys.events, COORDINATOR_GROUP, consumer)
 
     async def _prune(self) -> None:
-        sec, _ = await self.redis.time()
+        sec, _ = await self.scripts.clock(keys=[self.keys.base])
         minute = sec // 60
         for role in await self.redis.smembers(self.keys.roles):
             key = self.keys.stats(role.decode())

@@ -99,7 +99,7 @@ def read_snapshot(client: Client, dead_letter_scan: int = DEAD_LETTER_SCAN) -> S
     with client.redis.pipeline(transaction=False) as pipe:
         client._stats_pipe(pipe, roles)
         replies = pipe.execute()
-    stats = client._stats(roles, replies, queues)
+    stats = client._stats(roles, replies, queues, client.scripts.clock(keys=[client.keys.base]))
     raws = {role: _fields(raw) for role, raw in zip(roles, replies)}
     workers = client.workers()
     dead = {**dict.fromkeys(roles, 0), **client.dead_letter_counts(dead_letter_scan)}

@@ -39,8 +39,8 @@ class Settings:
     """Everything a client, worker or coordinator needs to agree on."""
 
     url: str = DEFAULT_URL
-    """Redis URL: ``redis://``, ``rediss://`` (TLS), ``unix://`` or ``redis+sentinel://``
-    (see sentinel.py); user and password in it."""
+    """Redis URL: ``redis://``, ``rediss://`` (TLS), ``unix://``, ``redis+sentinel://``
+    (see sentinel.py) or ``redis+cluster://`` (see cluster.py); user and password in it."""
     prefix: str = DEFAULT_PREFIX
     """Namespace of every key; two prefixes in one Redis never see each other's tasks."""
     result_ttl: int = 24 * 3600
@@ -100,6 +100,9 @@ class Settings:
         if self.wait_replicas < 0 or not 0 < self.wait_timeout < math.inf:
             raise ValidationError("wait_replicas must not be negative and wait_timeout must be "
                                   "a positive number of seconds")
+        if self.wait_replicas and self.url.lower().startswith("redis+cluster://"):
+            raise ValidationError("wait_replicas is not supported on a Redis Cluster (a WAIT "
+                                  "must share the connection of the writes it waits for)")
         if not 0 < self.socket_timeout < math.inf:  # also rejects NaN
             raise ValidationError("socket_timeout must be a positive number of seconds")
 

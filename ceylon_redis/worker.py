@@ -42,7 +42,7 @@ from .lifecycle import (
 from .process import TaskContext
 from .protocol import parse_started
 from .scheduler import run_scheduler
-from .scripts import Scripts, script_protocol
+from .scripts import Scripts, run_each_async, script_protocol
 from .settings import Settings, redact_url
 from .threads import ThreadRunner
 
@@ -208,7 +208,7 @@ class Worker:
 
     async def _check_protocol(self) -> None:
         """Refuse to start beside a live worker whose scripts differ (another version)."""
-        sec, usec = await self.redis.time()
+        sec, usec = await self.scripts.clock(keys=[self.keys.base])
         fresh = sec * 1000 + usec // 1000 - self.settings.worker_timeout * 1000
         live = await self.redis.zrangebyscore(self.keys.workers, fresh, "+inf")
         async with self.redis.pipeline(transaction=False) as pipe:
@@ -472,13 +472,8 @@ class Worker:
                              dead[i + 1].decode(), errors.get(tid, "")[:500])
 
     async def _call_each(self, script: Any, arg_lists: list[list[Any]]) -> list[Any]:
-        """Run ``script`` once per argument list: directly for one (EVALSHA alone), else piped."""
-        if len(arg_lists) == 1:
-            return [await script(keys=[self.keys.base], args=arg_lists[0])]
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for args in arg_lists:
-                await script(keys=[self.keys.base], args=args, client=pipe)
-            return list(await pipe.execute())
+        """Run ``script`` once per argument list (see run_each)."""
+        return await run_each_async(self.redis, script, [self.keys.base], arg_lists)
 
     async def _drain(self) -> None:
         inflight = [t for c in self.consumers for t in c.inflight.values()]

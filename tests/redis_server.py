@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import socket
 import subprocess
@@ -18,6 +19,20 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def _free_cluster_port() -> int:
+    """A free port whose cluster bus port (10000 higher) is free too."""
+    for _ in range(100):
+        port = random.randint(20000, 40000)
+        try:
+            for p in (port, port + 10000):
+                with socket.socket() as s:
+                    s.bind(("127.0.0.1", p))
+        except OSError:
+            continue
+        return port
+    raise RuntimeError("no free pair of ports for a cluster node")
 
 
 class RedisServer:
@@ -156,3 +171,38 @@ class SentinelSet:
                 proc.wait(10)
         self.replica.stop()
         self.master.stop()
+
+
+class ClusterSet:
+    """A Redis Cluster of ``masters`` masters and no replicas on free loopback ports."""
+
+    def __init__(self, workdir: Path, masters: int = 3) -> None:
+        self.nodes = [RedisServer(workdir / f"node{i}") for i in range(masters)]
+
+    @property
+    def url(self) -> str:
+        return "redis+cluster://" + ",".join(f"127.0.0.1:{n.port}" for n in self.nodes)
+
+    def start(self) -> None:
+        for node in self.nodes:
+            node.port = _free_cluster_port()
+            node.workdir.mkdir(parents=True, exist_ok=True)
+            node.extra += ["--cluster-enabled", "yes", "--cluster-config-file",
+                           str(node.workdir / "nodes.conf"), "--cluster-node-timeout", "2000"]
+            node.start()
+        subprocess.run(["redis-cli", "--cluster", "create",
+                        *[f"127.0.0.1:{n.port}" for n in self.nodes],
+                        "--cluster-replicas", "0", "--cluster-yes"],
+                       check=True, capture_output=True, timeout=60)
+        SentinelSet.wait_for(self._ok)
+
+    def _ok(self) -> bool:
+        try:
+            return all(redis.Redis(port=n.port).cluster("info")["cluster_state"] == "ok"
+                       for n in self.nodes)
+        except redis.RedisError:
+            return False
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            node.stop()

@@ -96,8 +96,9 @@ def _run(hosts: list[Host], server: RedisServer, daemons: list[Daemon]) -> None:
         assert twice <= set(held), "a task ran twice that the cut host did not hold"
         wait_until(lambda: client.stats(ROLE).overall.completed == len(every), 20,
                    "each result to be counted once")
+        back = sum(ids[x.output["worker"]] == 0 for x in again)
         print(f"\nhosts: cut host held {len(held)} running tasks; all {len(first)} done "
               f"{drained:.1f} s after the cut (worker timeout 3 s); {fenced} late finishes "
-              f"refused; after it came back it ran {sum(ids[x.output['worker']] == 0 for x in again)}"
-              f" of {len(later)} new tasks; hosts used {sorted(hosts_used)}")
+              f"refused; after it came back it ran {back} of {len(later)} new tasks; "
+              f"hosts used {sorted(hosts_used)}")
     assert all(d.proc.poll() is None for d in daemons)

@@ -1,4 +1,4 @@
-"""Sentinel URLs and waiting for replicas: parsing and refusing bad URLs (no Redis), and
+"""Sentinel and Cluster URLs and waiting for replicas: parsing and refusing bad URLs (no Redis), and
 ``wait_replicas`` against a Redis with no replica (the failover itself: test_sentinel.py)."""
 
 from __future__ import annotations
@@ -86,3 +86,19 @@ async def test_async_enqueues_wait_for_replicas_too(redis_url: str, prefix: str)
             await client.enqueue_and_wait("r", 1, timeout=1)
     async with AsyncClient(settings=settings.with_(wait_replicas=0)) as client:
         assert (await client.get("a1")).status == TaskStatus.QUEUED
+
+
+def test_a_bad_cluster_url_is_refused_naming_the_problem() -> None:
+    from ceylon_redis.cluster import sync_cluster_client
+
+    for url, names in [("redis+cluster://", "host:port"), ("redis+cluster://h/", "'h'"),
+                       ("redis+cluster://h:1/3", "database 0 only"),
+                       ("redis+cluster://h:1?x=1", "database 0 only")]:
+        with pytest.raises(ValidationError) as exc:
+            sync_cluster_client(url)
+        assert names in str(exc.value), url
+
+
+def test_wait_replicas_is_refused_on_a_cluster() -> None:
+    with pytest.raises(ValidationError, match="not supported on a Redis Cluster"):
+        Settings(url="redis+cluster://h:7000", wait_replicas=1)

@@ -15,9 +15,12 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
+import redis
+import redis.asyncio as aioredis
+
 _INCLUDE = re.compile(r"^--!include (\S+)$", re.MULTILINE)
 NAMES = ("enqueue", "start", "finish", "requeue", "reap", "heartbeat", "watch", "cancel",
-         "graph_retry", "stats", "promote", "dead_retry")
+         "graph_retry", "stats", "promote", "dead_retry", "clock")
 
 
 @functools.cache
@@ -53,7 +56,53 @@ class Scripts:
     stats: Any
     promote: Any
     dead_retry: Any
+    clock: Any
 
     @classmethod
     def register(cls, redis: Any) -> Scripts:
         return cls(**{name: redis.register_script(source(name)) for name in NAMES})
+
+
+def is_cluster(client: Any) -> bool:
+    """True for a Redis Cluster client, whose pipelines cannot carry scripts."""
+    return isinstance(client, (redis.RedisCluster, aioredis.RedisCluster))
+
+
+def run_each(client: Any, script: Any, keys: list[str], arg_lists: list[list[Any]],
+             raise_on_error: bool = True) -> list[Any]:
+    """Run ``script`` once per argument list (blocking client): one call alone, pipelined
+    for several, one by one on a Cluster. With ``raise_on_error=False`` a call's error is
+    returned in its place."""
+    if len(arg_lists) == 1 or is_cluster(client):
+        out = []
+        for args in arg_lists:
+            try:
+                out.append(script(keys=keys, args=args))
+            except redis.ResponseError as exc:
+                if raise_on_error:
+                    raise
+                out.append(exc)
+        return out
+    with client.pipeline(transaction=False) as pipe:
+        for args in arg_lists:
+            script(keys=keys, args=args, client=pipe)
+        return list(pipe.execute(raise_on_error=raise_on_error))
+
+
+async def run_each_async(client: Any, script: Any, keys: list[str],
+                         arg_lists: list[list[Any]], raise_on_error: bool = True) -> list[Any]:
+    """run_each for an asyncio client."""
+    if len(arg_lists) == 1 or is_cluster(client):
+        out = []
+        for args in arg_lists:
+            try:
+                out.append(await script(keys=keys, args=args))
+            except redis.ResponseError as exc:
+                if raise_on_error:
+                    raise
+                out.append(exc)
+        return out
+    async with client.pipeline(transaction=False) as pipe:
+        for args in arg_lists:
+            await script(keys=keys, args=args, client=pipe)
+        return list(await pipe.execute(raise_on_error=raise_on_error))
