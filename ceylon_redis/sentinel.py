@@ -10,6 +10,7 @@ outages, carry on against the promoted replica.
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -99,6 +100,14 @@ class SentinelTarget:
 
 class _BlockingSyncPool(sync_sentinel.SentinelConnectionPool, redis.BlockingConnectionPool):
     """A Sentinel pool that waits for a free connection, as our other pools do."""
+
+    def disconnect(self, inuse_connections: bool = True) -> None:
+        """Close connections after a master change; redis-py before 6 has a blocking pool
+        whose disconnect takes no argument (it closes them all)."""
+        if "inuse_connections" in inspect.signature(super().disconnect).parameters:
+            super().disconnect(inuse_connections=inuse_connections)
+        else:
+            super().disconnect()  # type: ignore[call-arg, unused-ignore]
 
 
 class _BlockingAsyncPool(async_sentinel.SentinelConnectionPool,
