@@ -64,6 +64,9 @@ class _Consumer:
     """Running attempts by entry id."""
     running: dict[str, str] = field(default_factory=dict)
     """Entry id of each running attempt by task id."""
+    recording: dict[str, str] = field(default_factory=dict)
+    """Task id by entry id of attempts whose outcome awaits recording: still in flight for
+    the heartbeat, so it neither lets their entries idle nor gives them back as orphans."""
     cancel_requested: set[str] = field(default_factory=set)
     stragglers: int = 0
     """Sync handler threads still running after their attempt ended (timeout, cancel)."""
@@ -346,7 +349,12 @@ class Worker:
                 else:
                     c.failed += 1
             # Waits when the finisher lags, so recording applies back-pressure to reading.
-            await self._done.put(_Done(c, ctx.id, entry, ctx.attempt, outcome))
+            c.recording[entry] = ctx.id
+            try:
+                await self._done.put(_Done(c, ctx.id, entry, ctx.attempt, outcome))
+            except BaseException:
+                c.recording.pop(entry, None)
+                raise
         finally:
             if mid_run is not None:
                 mid_run.cancel()
@@ -426,7 +434,8 @@ class Worker:
             try:
                 await self._record(batch)
             finally:
-                for _ in batch:
+                for d in batch:
+                    d.consumer.recording.pop(d.entry, None)
                     self._done.task_done()
 
     async def _record(self, batch: list[_Done]) -> None:
@@ -521,6 +530,8 @@ class Worker:
             for k, v in info.items():
                 args.extend((k, v))
             for tid, entry in list(c.running.items()):
+                args.extend((c.role, entry, tid))
+            for entry, tid in list(c.recording.items()):
                 args.extend((c.role, entry, tid))
             arg_lists.append(args)
         replies = await self._call_each(self.scripts.heartbeat, arg_lists)

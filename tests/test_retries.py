@@ -336,6 +336,32 @@ async def test_a_missed_cancel_message_is_caught_by_the_heartbeat(
         await asyncio.wait_for(interrupted.wait(), 5)
 
 
+async def test_an_outcome_awaiting_its_recording_is_not_taken_back_as_an_orphan(
+        client: AsyncClient, run_worker: Any, fake_async: fakeredis.FakeAsyncRedis) -> None:
+    """A finish held up past worker_timeout (Redis slow or briefly away) while the worker
+    heartbeats: the heartbeat must not give the entry back, or the task would run twice
+    and its first result be refused."""
+    runs = 0
+
+    async def quick(data: Any) -> Any:
+        nonlocal runs
+        runs += 1
+        return data
+
+    async with run_worker(quick, settings={"heartbeat_interval": 0.05,
+                                           "worker_timeout": 0.2}) as worker:
+        record = worker._record
+
+        async def held_up(batch: Any) -> None:
+            await asyncio.sleep(1.0)  # five worker timeouts, twenty heartbeats
+            await record(batch)
+
+        worker._record = held_up  # type: ignore[method-assign]
+        result = await client.wait(await client.enqueue("role", 7), timeout=5)
+    assert (result.output, runs) == (7, 1)
+    assert await fake_async.hget(client.keys.base + "counters", "fenced") is None
+
+
 # --- dead letters --------------------------------------------------------------------------
 
 
