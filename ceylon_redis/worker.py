@@ -518,7 +518,7 @@ class Worker:
             logger.error("could not deregister ({}); the reaper will give back its tasks", exc)
 
     async def _heartbeat(self) -> None:
-        arg_lists = []
+        arg_lists, sent = [], []
         for c in self.consumers:
             info = {"roles": c.role, "name": c.handler.name, "host": socket.gethostname(),
                     "pid": os.getpid(), "concurrency": c.concurrency,
@@ -529,15 +529,20 @@ class Worker:
                                 self.settings.dead_letter_ttl, len(info)]
             for k, v in info.items():
                 args.extend((k, v))
-            for tid, entry in list(c.running.items()):
+            running = dict(c.running)
+            for tid, entry in running.items():
                 args.extend((c.role, entry, tid))
             for entry, tid in list(c.recording.items()):
                 args.extend((c.role, entry, tid))
             arg_lists.append(args)
+            sent.append(running)
         replies = await self._call_each(self.scripts.heartbeat, arg_lists)
-        for c, (_, gone, orphans) in zip(self.consumers, replies):
-            for tid in gone:
-                self.cancel_task(tid.decode(), "no longer this worker's: cancelled or reclaimed")
+        for c, running, (_, gone, orphans) in zip(self.consumers, sent, replies):
+            for tid in map(bytes.decode, gone):
+                # Only the attempt the heartbeat asked about: by the time the answer is back,
+                # a recorded outcome may have been retried and started here again.
+                if tid in running and c.running.get(tid) == running[tid]:
+                    self.cancel_task(tid, "no longer this worker's: cancelled or reclaimed")
             if orphans:
                 logger.warning("worker {} gave back {} tasks Redis still counted as its own but "
                                "it no longer ran (outcomes lost, say by a failover)", c.id,
