@@ -6,22 +6,20 @@ arq is asyncio only: no sync producer, no sync handlers, no bulk enqueue, no dep
 from __future__ import annotations
 
 import asyncio
-import time
+from collections.abc import Sequence
 from typing import Any, ClassVar
 
 from arq.connections import ArqRedis, RedisSettings, create_pool
 from arq.constants import result_key_prefix
 from arq.jobs import Job, JobStatus, deserialize_result
 
-from benchmarks.peers.base import Peer, WrongResult, console_script
+from benchmarks.peers.base import MISSING, Peer, WrongResult, collect_async, console_script
 
 TASK = "noop"
 #: enqueue_job calls in flight at once in a bulk enqueue: each holds a connection of its
 #: own for its WATCH/MULTI, so unbounded means one connection per task; 20 to 1,000 in flight
 #: enqueued alike (~3,600/s), 10 slower (~2,700/s)
 IN_FLIGHT = 50
-#: bounds of the number of result keys read per pipeline in outputs()
-MIN_WINDOW, MAX_WINDOW = 16, 1000
 #: seconds between result polls of a batch (outputs)
 RESULT_POLL = 0.005
 #: seconds between polls of Job.result in a round trip (its default is 0.5)
@@ -70,41 +68,26 @@ class Arq(Peer):
         return await handle.status() == JobStatus.complete
 
     async def outputs(self, handles: list[Job], timeout: float) -> list[Any]:
-        """Poll the oldest pending result keys, one pipeline of GETs of a window at a time.
+        """Poll the oldest pending result keys, one pipeline of GETs of a window at a time
+        (arq has no batch read: ``Job.result`` polls one key)."""
 
-        arq has no batch read (``Job.result`` polls one key); the window doubles while whole
-        windows are done and shrinks to about twice what finished since the last poll
-        otherwise, so few missing keys are read again and again while the workers run.
-        """
-        deadline = time.perf_counter() + timeout
-        out: list[Any] = [None] * len(handles)
-        pending = list(range(len(handles)))
-        size = MIN_WINDOW
-        while pending:
-            window = pending[:size]
+        async def fetch(window: Sequence[int]) -> list[Any]:
             async with self.redis.pipeline(transaction=False) as pipe:
                 for i in window:
                     pipe.get(result_key_prefix + handles[i].job_id)
                 raws = await pipe.execute()
-            left = []
+            out = []
             for i, raw in zip(window, raws):
                 if raw is None:
-                    left.append(i)
+                    out.append(MISSING)
                     continue
                 result = deserialize_result(raw, deserializer=self.redis.job_deserializer)
                 if not result.success:
                     raise WrongResult(f"{self.name}: task #{i} failed: {result.result!r}")
-                out[i] = result.result
-            pending = left + pending[len(window):]
-            if not left:
-                size = min(2 * size, MAX_WINDOW)
-                continue
-            size = min(max(2 * (len(window) - len(left)), MIN_WINDOW), MAX_WINDOW)
-            if time.perf_counter() > deadline:
-                raise TimeoutError(f"{self.name}: {len(pending)} results missing "
-                                   f"after {timeout:.0f} s")
-            await asyncio.sleep(RESULT_POLL)
-        return out
+                out.append(result.result)
+            return out
+
+        return await collect_async(len(handles), fetch, RESULT_POLL, timeout, self.name)
 
     def worker_argv(self, kind: str, concurrency: int) -> list[str]:
         # concurrency (max_jobs) travels in the env, read by arq_tasks.WorkerSettings

@@ -268,6 +268,40 @@ MISSING: Any = object()
 WINDOW = (64, 1024)
 
 
+class _Window:
+    """The pending tasks of a reader, and how many of the oldest to read next: it doubles
+    while whole windows are done, else shrinks to about twice what finished since the last
+    read, so few missing results are read again and again while the workers run."""
+
+    def __init__(self, n: int, timeout: float, peer: str) -> None:
+        self.out: list[Any] = [None] * n
+        self.pending = list(range(n))
+        self.size = WINDOW[0]
+        self.deadline = time.monotonic() + timeout
+        self.timeout, self.peer = timeout, peer
+
+    def next(self) -> list[int]:
+        return self.pending[:self.size]
+
+    def update(self, batch: list[int], got: list[Any]) -> list[int]:
+        """Store what came in (MISSING for what did not); returns the batch's missing."""
+        missing = []
+        for i, value in zip(batch, got):
+            if value is MISSING:
+                missing.append(i)
+            else:
+                self.out[i] = value
+        self.pending[:len(batch)] = missing
+        if not missing:
+            self.size = min(2 * self.size, WINDOW[1])
+            return missing
+        self.size = max(WINDOW[0], min(self.size, 2 * (len(batch) - len(missing))))
+        if time.monotonic() > self.deadline:
+            raise TimeoutError(f"{self.peer}: {len(self.pending)} of {len(self.out)} results "
+                               f"not in after {self.timeout:.0f} s")
+        return missing
+
+
 def collect(n: int, fetch: Callable[[Sequence[int]], list[Any]],
             block: Callable[[int, int], Any], timeout: float, peer: str) -> list[Any]:
     """Outputs of n tasks in order, read a window of pending tasks per pipeline.
@@ -277,28 +311,25 @@ def collect(n: int, fetch: Callable[[Sequence[int]], list[Any]],
     not all done, the reader blocks on its last missing task: tasks finish about in queue
     order, so one wait then one pipeline per window keeps the reader off the workers' CPU.
     """
-    deadline = time.monotonic() + timeout
-    out: list[Any] = [None] * n
-    pending = list(range(n))
-    window = WINDOW[0]
-    while pending:
-        batch = pending[:window]
-        missing = []
-        for i, got in zip(batch, fetch(batch)):
-            if got is MISSING:
-                missing.append(i)
-            else:
-                out[i] = got
-        pending[:window] = missing
-        if not missing:
-            window = min(2 * window, WINDOW[1])
-            continue
-        window = max(WINDOW[0], min(window, 2 * (len(batch) - len(missing))))
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{peer}: {len(pending)} of {n} results not in after "
-                               f"{timeout:.0f} s")
-        block(missing[-1], 1)
-    return out
+    w = _Window(n, timeout, peer)
+    while w.pending:
+        batch = w.next()
+        missing = w.update(batch, fetch(batch))
+        if missing:
+            block(missing[-1], 1)
+    return w.out
+
+
+async def collect_async(n: int, fetch: Callable[[Sequence[int]], Coroutine[Any, Any, list[Any]]],
+                        poll: float, timeout: float, peer: str) -> list[Any]:
+    """``collect`` for peers with no server-side wait: sleeps ``poll`` seconds between
+    reads of a window that is not all done."""
+    w = _Window(n, timeout, peer)
+    while w.pending:
+        batch = w.next()
+        if w.update(batch, await fetch(batch)):
+            await asyncio.sleep(poll)
+    return w.out
 
 
 class Workloads:

@@ -7,18 +7,16 @@ its workers run ``async def`` handlers on their loop and plain ``def`` ones in a
 from __future__ import annotations
 
 import asyncio
-import time
+from collections.abc import Sequence
 from typing import Any, ClassVar
 
 from saq import Job, Queue, Status
 from saq.job import TERMINAL_STATUSES
 from saq.queue.base import JobError
 
-from benchmarks.peers.base import Peer, WrongResult, console_script
+from benchmarks.peers.base import MISSING, Peer, WrongResult, collect_async, console_script
 from benchmarks.peers.saq_tasks import TASK
 
-#: bounds of the number of job keys read per MGET (Queue.jobs) in outputs()
-MIN_WINDOW, MAX_WINDOW = 16, 1000
 #: seconds between result polls of a batch (outputs)
 RESULT_POLL = 0.005
 #: seconds between polls of Queue.apply (its default is 0.5)
@@ -68,39 +66,22 @@ class Saq(Peer):
         return job is not None and job.status in TERMINAL_STATUSES
 
     async def outputs(self, handles: list[Job], timeout: float) -> list[Any]:
-        """Poll the oldest pending jobs, one MGET (``Queue.jobs``) of a window at a time.
+        """Poll the oldest pending jobs, one MGET (``Queue.jobs``) of a window at a time."""
 
-        The window doubles while whole windows are done and shrinks to about twice what
-        finished since the last poll otherwise, so few unfinished jobs are read (and
-        decoded) again and again while the workers run.
-        """
-        deadline = time.perf_counter() + timeout
-        out: list[Any] = [None] * len(handles)
-        pending = list(range(len(handles)))
-        size = MIN_WINDOW
-        while pending:
-            window = pending[:size]
-            jobs = await self.queue.jobs([handles[i].key for i in window])
-            left = []
-            for i, job in zip(window, jobs):
+        async def fetch(window: Sequence[int]) -> list[Any]:
+            out = []
+            for i, job in zip(window, await self.queue.jobs([handles[i].key for i in window])):
                 if job is None:
                     raise WrongResult(f"{self.name}: task #{i} is gone")
                 if job.status not in TERMINAL_STATUSES:
-                    left.append(i)
+                    out.append(MISSING)
                 elif job.status != Status.COMPLETE:
                     raise WrongResult(f"{self.name}: task #{i} {job.status}: {job.error}")
                 else:
-                    out[i] = job.result
-            pending = left + pending[len(window):]
-            if not left:
-                size = min(2 * size, MAX_WINDOW)
-                continue
-            size = min(max(2 * (len(window) - len(left)), MIN_WINDOW), MAX_WINDOW)
-            if time.perf_counter() > deadline:
-                raise TimeoutError(f"{self.name}: {len(pending)} results missing "
-                                   f"after {timeout:.0f} s")
-            await asyncio.sleep(RESULT_POLL)
-        return out
+                    out.append(job.result)
+            return out
+
+        return await collect_async(len(handles), fetch, RESULT_POLL, timeout, self.name)
 
     def worker_argv(self, kind: str, concurrency: int) -> list[str]:
         # concurrency travels in the env, read by the saq_tasks settings

@@ -48,7 +48,7 @@ def make_broker(url: str, pool: int | None = None) -> RedisStreamBroker:
     """The stream broker with its Redis result backend, as producer and worker share it.
 
     ``consumer_id="0"``: the consumer group starts at the head of the stream, so tasks
-    enqueued before the first worker ever started (or after a FLUSHALL) are delivered;
+    enqueued before the first worker ever started (or after the database was emptied) are delivered;
     the default ``"$"`` would skip them.
     """
     # the backend keeps taskiq's default serializer, pickle; results never expire
