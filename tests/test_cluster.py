@@ -16,7 +16,7 @@ from redis.crc import key_slot
 
 from ceylon_redis import Client, Settings, TaskDef, TaskStatus
 from tests.conftest import ROOT, Daemon
-from tests.redis_server import ClusterSet, RedisServer, require_redis_server
+from tests.redis_server import ClusterSet, RedisServer
 from tests.test_integration import FAST_REAP, run_counts, runners, wait_until, worker_id_of
 
 pytestmark = [pytest.mark.scaleout, pytest.mark.slow]
@@ -43,17 +43,15 @@ def _one_prefix_per_shard(nodes: list[RedisServer]) -> list[str]:
     raise AssertionError("no prefix found for some shard")
 
 
-def test_prefixes_spread_over_three_shards(tmp_path: Path, own_daemons: list[Daemon]) -> None:
-    require_redis_server()
-    ledger = RedisServer(tmp_path)
-    ledger.start()
+def test_prefixes_spread_over_three_shards(tmp_path: Path, own_redis: RedisServer,
+                                           own_daemons: list[Daemon]) -> None:
+    """``own_redis`` is the handlers' ledger, apart from the cluster."""
     cluster = ClusterSet(tmp_path)
     try:
         cluster.start()
-        _run(cluster, ledger, own_daemons)
+        _run(cluster, own_redis, own_daemons)
     finally:
         cluster.stop()
-        ledger.stop()
 
 
 def _graph(prefix: str) -> list[TaskDef]:

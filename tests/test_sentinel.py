@@ -15,7 +15,7 @@ import redis
 
 from ceylon_redis import Client, ReplicationError, Settings, TaskStatus
 from tests.conftest import ROOT, Daemon
-from tests.redis_server import RedisServer, SentinelSet, require_redis_server
+from tests.redis_server import RedisServer, SentinelSet
 from tests.test_integration import FAST_REAP, run_counts, wait_until
 
 pytestmark = [pytest.mark.scaleout, pytest.mark.slow]
@@ -31,18 +31,15 @@ def _completed_in_namespace(r: redis.Redis, prefix: str) -> int:
     return done
 
 
-def test_daemons_and_producers_follow_a_failover(tmp_path: Path,
+def test_daemons_and_producers_follow_a_failover(tmp_path: Path, own_redis: RedisServer,
                                                  own_daemons: list[Daemon]) -> None:
-    require_redis_server()
-    ledger = RedisServer(tmp_path)
-    ledger.start()
+    """``own_redis`` is the handlers' ledger, apart from the topology that fails over."""
     topology = SentinelSet(tmp_path)
     try:
         topology.start()
-        _run(topology, ledger, own_daemons)
+        _run(topology, own_redis, own_daemons)
     finally:
         topology.stop()
-        ledger.stop()
 
 
 def _run(topology: SentinelSet, ledger: RedisServer, daemons: list[Daemon]) -> None:

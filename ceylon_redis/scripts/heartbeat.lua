@@ -34,6 +34,7 @@ end
 local orphans = 0
 if orphan_ms > 0 then
   local reason = 'worker ' .. wid .. ' no longer had it (its outcome was lost: a failover?)'
+  local stamp = now_str()
   for role in string.gmatch(redis.call('HGET', wkey, 'roles') or '', '%S+') do
     local stream = stream_key(base, role)
     if redis.call('EXISTS', stream) == 1 then
@@ -42,7 +43,7 @@ if orphan_ms > 0 then
       if ok then
         for _, p in ipairs(pending) do
           if not inflight[p[1]] then
-            local r, f = requeue_entry(base, role, p[1], reason, now_str(), dead_ttl)
+            local r, f = requeue_entry(base, role, p[1], reason, stamp, dead_ttl)
             orphans = orphans + r + f
           end
         end
