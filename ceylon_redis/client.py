@@ -10,10 +10,11 @@
 from __future__ import annotations
 
 import contextlib
+import copy
 import datetime as dt
 import re
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 from .connection import async_redis, sync_redis
 from .errors import ReplicationError, UnknownTaskError, ValidationError, raise_for_script_error
@@ -29,6 +30,7 @@ from .models import (
     TaskResult,
     WorkerInfo,
 )
+from .partitions import Link, Partitions
 from .protocol import (
     Dep,
     TaskDef,
@@ -43,6 +45,7 @@ from .protocol import (
     parse_queue,
     parse_task,
     parse_worker,
+    policy_code,
 )
 from .scripts import Scripts, run_each, run_each_async
 from .settings import Settings
@@ -50,6 +53,7 @@ from .stats import role_stats
 from .waiting import AsyncWaiter, OnResult, SyncWaiter, check_on_result
 
 _BATCH = 1000
+_Self = TypeVar("_Self", bound="_Base")
 _ENTRY_ID = re.compile(r"^\d+-\d+$")
 
 DEAD_LETTER_SCAN = 10_000
@@ -72,6 +76,10 @@ class _Base:
     def __init__(self, url: str | None, prefix: str | None, settings: Settings | None) -> None:
         self.settings = Settings.resolve(settings, url, prefix)
         self.keys = Keys(self.settings.prefix)
+        """Partition 0's keys: the whole namespace unless it has partitions."""
+        self.parts = Partitions(self.settings.prefix, self.settings.partitions)
+        self._checked = False
+        """Whether the partition count in Redis was found to agree with the settings."""
         self.redis: Any = None
 
     def _explained(self) -> contextlib.AbstractContextManager[None]:
@@ -86,8 +94,8 @@ class _Base:
                **options: Any) -> list[TaskSpec]:
         return make_specs(self.settings, role, items, names, **options)
 
-    def _graph_args(self, tasks: Sequence[TaskDef], graph_id: str | None,
-                    ttl: int | None) -> tuple[str, list[TaskSpec], list[Any]]:
+    def _graph_specs(self, tasks: Sequence[TaskDef], graph_id: str | None,
+                     ttl: int | None) -> tuple[str, list[TaskSpec], int]:
         gid = check_task_id(graph_id) if graph_id is not None else new_task_id()
         gttl = int(ttl or self.settings.result_ttl)
         if gttl < 1:
@@ -95,7 +103,48 @@ class _Base:
         specs = graph_specs(self.settings, tasks)
         for spec in specs:
             spec.ttl = gttl
-        return gid, specs, enqueue_args(specs, gid, gttl)
+        return gid, specs, gttl
+
+    def _plan(self, specs: list[TaskSpec], graph_id: str = "",
+              graph_ttl: int = 0) -> tuple[list[Link], list[tuple[Keys, list[list[Any]]]]]:
+        """The enqueue script calls for ``specs``, each with its partition's keys, and the
+        links to make first. A graph goes whole to its graph id's partition, other tasks to
+        their own; with partitions, every prerequisite enqueued in another call is linked
+        (it may live anywhere) and releases its dependent through a coordinator."""
+        groups: dict[Keys, list[TaskSpec]] = {}
+        if self.parts.count == 1:
+            groups[self.keys] = specs
+        for spec in specs if self.parts.count > 1 else ():
+            groups.setdefault(self.parts.home(graph_id or spec.id), []).append(spec)
+        links: list[Link] = []
+        if self.parts.count > 1:
+            in_call = {s.id for s in specs}
+            for keys, group in groups.items():
+                for spec in group:
+                    outside = [(d, p) for d, p in spec.depends_on if d not in in_call]
+                    spec.linked = frozenset(d for d, _ in outside)
+                    links.extend(Link(keys, spec.id, d, policy_code(p)) for d, p in outside)
+        if graph_id:
+            return links, [(keys, [enqueue_args(group, graph_id, graph_ttl)])
+                           for keys, group in groups.items()]
+        return links, [(keys, self._batches(group)) for keys, group in groups.items()]
+
+    def _views(self: _Self) -> list[_Self]:
+        """This client once per partition, each with that partition's keys (only reads)."""
+        if self.parts.count == 1:
+            return [self]
+        views = []
+        for keys in self.parts.all:
+            view = copy.copy(self)
+            view.keys = keys
+            views.append(view)
+        return views
+
+    def _homes(self, task_id: str) -> list[Keys]:
+        """The partitions to look for a task in: its own, then the others (a graph's task
+        lives in its graph's)."""
+        home = self.parts.home(check_task_id(task_id))
+        return [home, *self.parts.others(home)]
 
     def _cancel_args(self, task_id: str, reason: str | None) -> list[Any]:
         return [reason or "cancelled", "", check_task_id(task_id)]
@@ -131,14 +180,17 @@ class _Base:
         alive = self._alive_count(now, coordinators)
         minute = now[0] // 60
         by_role = {q.role: q for q in queues}
-        rows = [role_stats(r, [raw], minute, [by_role[r]] if r in by_role else [])
-                for r, raw in zip(roles, raws)]
+        n = self.parts.count  # one hash per role and partition, summed
+        rows = [role_stats(r, raws[i * n:(i + 1) * n], minute,
+                           [by_role[r]] if r in by_role else [])
+                for i, r in enumerate(roles)]
         overall = role_stats("*", raws, minute, [by_role[r] for r in roles if r in by_role])
         return Stats(overall=overall, roles=rows, coordinators_alive=alive)
 
     def _stats_pipe(self, pipe: Any, roles: list[str]) -> None:
         for r in roles:
-            pipe.hgetall(self.keys.stats(r))
+            for keys in self.parts.all:
+                pipe.hgetall(keys.stats(r))
         pipe.zrange(self.keys.coordinators, 0, -1, withscores=True)
 
     def _alive_count(self, now: tuple[int, int], scores: list[Any]) -> int:
@@ -217,7 +269,7 @@ class AsyncClient(_Base):
                       else async_redis(self.settings.url, timeout=self.settings.socket_timeout))
         self._owns_redis = redis is None
         self.scripts = Scripts.register(self.redis)
-        self._waiter = AsyncWaiter(self.redis, self.keys, self.scripts.watch)
+        self._waiter = AsyncWaiter(self.redis, self.parts, self.scripts.watch)
 
     async def __aenter__(self) -> AsyncClient:
         return self
@@ -249,7 +301,7 @@ class AsyncClient(_Base):
                           on_failure=on_failure, max_attempts=max_attempts,
                           result_ttl=result_ttl, backoff=backoff, timeout=timeout,
                           delay=delay, at=at)
-        await self._run_enqueue([enqueue_args([spec])], [spec.id])
+        await self._run_enqueue([spec])
         return spec.id
 
     async def enqueue_many(self, role: str, items: Iterable[Any], *,
@@ -262,9 +314,8 @@ class AsyncClient(_Base):
         """
         specs = self._specs(role, items, names, max_attempts=max_attempts,
                             result_ttl=result_ttl, **options)
-        ids = [s.id for s in specs]
-        await self._run_enqueue(self._batches(specs), ids)
-        return ids
+        await self._run_enqueue(specs)
+        return [s.id for s in specs]
 
     async def enqueue_graph(self, tasks: Sequence[TaskDef], *, graph_id: str | None = None,
                             ttl: int | None = None) -> AsyncGraph:
@@ -273,10 +324,9 @@ class AsyncClient(_Base):
         Returns the graph's handle; its keys expire together ``ttl`` seconds
         (default ``result_ttl``) after its last task ends.
         """
-        gid, specs, args = self._graph_args(tasks, graph_id, ttl)
-        ids = [s.id for s in specs]
-        await self._run_enqueue([args], ids)
-        return AsyncGraph(self, gid, ids)
+        gid, specs, gttl = self._graph_specs(tasks, graph_id, ttl)
+        await self._run_enqueue(specs, gid, gttl)
+        return AsyncGraph(self, gid, [s.id for s in specs])
 
     def graph(self, graph_id: str) -> AsyncGraph:
         """A handle on a graph enqueued earlier (anywhere)."""
@@ -288,22 +338,39 @@ class AsyncClient(_Base):
         Returns False when it was already final. A running async handler is
         cancelled (a sync one runs to its end); its outcome is dropped either way.
         """
-        reply = await self.scripts.cancel(keys=[self.keys.base],
-                                          args=self._cancel_args(task_id, reason))
+        for keys in self._homes(task_id):
+            reply = await self.scripts.cancel(keys=[keys.base],
+                                              args=self._cancel_args(task_id, reason))
+            if _known(reply):
+                break
         return _cancelled(task_id, reply)
 
-    async def _run_enqueue(self, batches: list[list[Any]], ids: list[str]) -> None:
-        """Run the enqueue script once per batch, then WAIT if settings ask."""
+    async def _run_enqueue(self, specs: list[TaskSpec], graph_id: str = "",
+                           graph_ttl: int = 0) -> None:
+        """Link, then run the enqueue script once per batch and partition; WAIT if asked."""
+        links, calls = self._plan(specs, graph_id, graph_ttl)
+        if not self._checked:
+            await self.parts.check_async(self.redis)
+            self._checked = True
+        for link in links:
+            for at in self._homes(link.prerequisite):
+                if link.settled(await self.scripts.link(keys=[at.base], args=link.args())):
+                    break
+            else:
+                raise link.unknown()
         if not self.settings.wait_replicas:
-            replies = await run_each_async(self.redis, self.scripts.enqueue, [self.keys.base],
-                                           batches)
+            replies = []
+            for keys, batches in calls:
+                replies += await run_each_async(self.redis, self.scripts.enqueue, [keys.base],
+                                                batches)
         else:
             async with self.redis.pipeline(transaction=False) as pipe:
-                for args in batches:
-                    await self.scripts.enqueue(keys=[self.keys.base], args=args, client=pipe)
+                for keys, batches in calls:
+                    for args in batches:
+                        await self.scripts.enqueue(keys=[keys.base], args=args, client=pipe)
                 self._wait_for_replicas(pipe)
                 replies = await pipe.execute()
-        self._check_replies(replies, len(batches), ids)
+        self._check_replies(replies, sum(len(b) for _, b in calls), [s.id for s in specs])
 
     async def enqueue_and_wait(self, role: str, data: Any = None, *,
                                timeout: float | None = None, **options: Any) -> TaskResult:
@@ -316,7 +383,7 @@ class AsyncClient(_Base):
 
         async def send(channel: str) -> None:
             spec.reply_to = channel
-            await self._run_enqueue([enqueue_args([spec])], [spec.id])
+            await self._run_enqueue([spec])
 
         with self._explained():
             return (await self._waiter.wait_many([spec.id], timeout, None, send))[0]
@@ -337,10 +404,16 @@ class AsyncClient(_Base):
 
     async def get(self, task_id: str) -> TaskInfo:
         """Status, attempts, worker, timings and (once final) the result of a task."""
-        return parse_task(task_id, await self.redis.hgetall(self.keys.task(task_id)))
+        for keys in self._homes(task_id):
+            if raw := await self.redis.hgetall(keys.task(task_id)):
+                break
+        return parse_task(task_id, raw)
 
     async def queues(self) -> list[QueueInfo]:
         """Per role: waiting, ready and running tasks, consumers, live workers."""
+        return _merge_queues([await view._queues_here() for view in self._views()])
+
+    async def _queues_here(self) -> list[QueueInfo]:
         roles = sorted(r.decode() for r in await self.redis.smembers(self.keys.roles))
         alive = [w.roles for w in await self.workers() if w.alive]
         async with self.redis.pipeline(transaction=False) as pipe:
@@ -490,7 +563,7 @@ class Client(_Base):
                       else sync_redis(self.settings.url, timeout=self.settings.socket_timeout))
         self._owns_redis = redis is None
         self.scripts = Scripts.register(self.redis)
-        self._waiter = SyncWaiter(self.redis, self.keys, self.scripts.watch)
+        self._waiter = SyncWaiter(self.redis, self.parts, self.scripts.watch)
 
     def __enter__(self) -> Client:
         return self
@@ -522,7 +595,7 @@ class Client(_Base):
                           on_failure=on_failure, max_attempts=max_attempts,
                           result_ttl=result_ttl, backoff=backoff, timeout=timeout,
                           delay=delay, at=at)
-        self._run_enqueue([enqueue_args([spec])], [spec.id])
+        self._run_enqueue([spec])
         return spec.id
 
     def enqueue_many(self, role: str, items: Iterable[Any], *,
@@ -534,9 +607,8 @@ class Client(_Base):
         """
         specs = self._specs(role, items, names, max_attempts=max_attempts,
                             result_ttl=result_ttl, **options)
-        ids = [s.id for s in specs]
-        self._run_enqueue(self._batches(specs), ids)
-        return ids
+        self._run_enqueue(specs)
+        return [s.id for s in specs]
 
     def enqueue_graph(self, tasks: Sequence[TaskDef], *, graph_id: str | None = None,
                       ttl: int | None = None) -> Graph:
@@ -545,22 +617,35 @@ class Client(_Base):
         Returns the graph's handle; its keys expire together ``ttl`` seconds
         (default ``result_ttl``) after its last task ends.
         """
-        gid, specs, args = self._graph_args(tasks, graph_id, ttl)
-        ids = [s.id for s in specs]
-        self._run_enqueue([args], ids)
-        return Graph(self, gid, ids)
+        gid, specs, gttl = self._graph_specs(tasks, graph_id, ttl)
+        self._run_enqueue(specs, gid, gttl)
+        return Graph(self, gid, [s.id for s in specs])
 
-    def _run_enqueue(self, batches: list[list[Any]], ids: list[str]) -> None:
-        """Run the enqueue script once per batch, then WAIT if settings ask."""
+    def _run_enqueue(self, specs: list[TaskSpec], graph_id: str = "",
+                     graph_ttl: int = 0) -> None:
+        """Link, then run the enqueue script once per batch and partition; WAIT if asked."""
+        links, calls = self._plan(specs, graph_id, graph_ttl)
+        if not self._checked:
+            self.parts.check(self.redis)
+            self._checked = True
+        for link in links:
+            for at in self._homes(link.prerequisite):
+                if link.settled(self.scripts.link(keys=[at.base], args=link.args())):
+                    break
+            else:
+                raise link.unknown()
         if not self.settings.wait_replicas:
-            replies = run_each(self.redis, self.scripts.enqueue, [self.keys.base], batches)
+            replies = []
+            for keys, batches in calls:
+                replies += run_each(self.redis, self.scripts.enqueue, [keys.base], batches)
         else:
             with self.redis.pipeline(transaction=False) as pipe:
-                for args in batches:
-                    self.scripts.enqueue(keys=[self.keys.base], args=args, client=pipe)
+                for keys, batches in calls:
+                    for args in batches:
+                        self.scripts.enqueue(keys=[keys.base], args=args, client=pipe)
                 self._wait_for_replicas(pipe)
                 replies = pipe.execute()
-        self._check_replies(replies, len(batches), ids)
+        self._check_replies(replies, sum(len(b) for _, b in calls), [s.id for s in specs])
 
     def graph(self, graph_id: str) -> Graph:
         """A handle on a graph enqueued earlier (anywhere)."""
@@ -572,7 +657,10 @@ class Client(_Base):
         Returns False when it was already final. A running async handler is
         cancelled (a sync one runs to its end); its outcome is dropped either way.
         """
-        reply = self.scripts.cancel(keys=[self.keys.base], args=self._cancel_args(task_id, reason))
+        for keys in self._homes(task_id):
+            reply = self.scripts.cancel(keys=[keys.base], args=self._cancel_args(task_id, reason))
+            if _known(reply):
+                break
         return _cancelled(task_id, reply)
 
     def enqueue_and_wait(self, role: str, data: Any = None, *, timeout: float | None = None,
@@ -586,7 +674,7 @@ class Client(_Base):
 
         def send(channel: str) -> None:
             spec.reply_to = channel
-            self._run_enqueue([enqueue_args([spec])], [spec.id])
+            self._run_enqueue([spec])
 
         with self._explained():
             return self._waiter.wait_many([spec.id], timeout, None, send)[0]
@@ -607,10 +695,16 @@ class Client(_Base):
 
     def get(self, task_id: str) -> TaskInfo:
         """Status, attempts, worker, timings and (once final) the result of a task."""
-        return parse_task(task_id, self.redis.hgetall(self.keys.task(task_id)))
+        for keys in self._homes(task_id):
+            if raw := self.redis.hgetall(keys.task(task_id)):
+                break
+        return parse_task(task_id, raw)
 
     def queues(self) -> list[QueueInfo]:
         """Per role: waiting, ready and running tasks, consumers, live workers."""
+        return _merge_queues([view._queues_here() for view in self._views()])
+
+    def _queues_here(self) -> list[QueueInfo]:
         roles = sorted(r.decode() for r in self.redis.smembers(self.keys.roles))
         alive = [w.roles for w in self.workers() if w.alive]
         with self.redis.pipeline(transaction=False) as pipe:
@@ -751,6 +845,32 @@ class Client(_Base):
 
 def _redis_ms(reply: tuple[int, int]) -> float:
     return reply[0] * 1000 + reply[1] / 1000
+
+
+def _merge_queues(per_partition: list[list[QueueInfo]]) -> list[QueueInfo]:
+    """One row per role from each partition's rows: counts summed, the oldest age kept."""
+    merged: dict[str, QueueInfo] = {}
+    for rows in per_partition:
+        for q in rows:
+            m = merged.get(q.role)
+            if m is None:
+                merged[q.role] = q.model_copy()
+                continue
+            m.ready += q.ready
+            m.running += q.running
+            m.waiting += q.waiting
+            m.scheduled += q.scheduled
+            m.consumers = max(m.consumers, q.consumers)
+            m.workers_alive = max(m.workers_alive, q.workers_alive)
+            ages = [a for a in (m.oldest_ready_age, q.oldest_ready_age) if a is not None]
+            m.oldest_ready_age = max(ages) if ages else None
+    return [merged[r] for r in sorted(merged)]
+
+
+def _known(cancel_reply: Any) -> bool:
+    """False when the cancel script did not find the task (in the partition it asked)."""
+    before = cancel_reply[2] if isinstance(cancel_reply, list) and len(cancel_reply) > 2 else None
+    return before is None or (len(before) > 1 and before[1] is not None)
 
 
 def _cancelled(task_id: str, reply: Any) -> bool:

@@ -10,8 +10,13 @@ events pending; a live one claims them after ``worker_timeout`` seconds.
 It also queues scheduled tasks as they fall due (as workers do too) and
 trims dead letters older than ``dead_letter_ttl``.
 
-Releasing dependents is not the coordinator's job: ``finish`` does it
-atomically (see docs/architecture.md), so a DAG flows with no coordinator.
+Releasing dependents within a partition is not the coordinator's job:
+``finish`` does it atomically (see docs/architecture.md), so a DAG flows with
+no coordinator. A namespace with partitions is different: a finish can only
+write its own partition, so it leaves releases for dependents elsewhere on
+``{P~k}:releases``, and coordinators apply them (``release.lua``) in the
+dependent's partition, then acknowledge them. A crash between the two only
+means a release is applied again, which changes nothing.
 Run one with ``ceylon-redis coordinator``, ``ceylon-redis worker --coordinator``,
 or the playground (on by default).
 """
@@ -38,6 +43,7 @@ from .lifecycle import (
     shutdown_budget,
     wait_or_abandon,
 )
+from .partitions import Partitions
 from .scheduler import run_scheduler
 from .scripts import Scripts
 from .settings import Settings, redact_url
@@ -53,6 +59,7 @@ class Coordinator:
                  settings: Settings | None = None, redis_client: Any = None) -> None:
         self.settings = Settings.resolve(settings, url, prefix)
         self.keys = Keys(self.settings.prefix)
+        self.parts = Partitions(self.settings.prefix, self.settings.partitions)
         self.redis: Any = (redis_client if redis_client is not None
                            else daemon_redis(self.settings))
         self._owns_redis = redis_client is None
@@ -61,6 +68,8 @@ class Coordinator:
                    f"{uuid.uuid4().hex[:6]}")
         self.applied = 0
         self.claimed = 0
+        self.released = 0
+        """Releases from other partitions applied (some may have been applied before)."""
         self.ready = asyncio.Event()
         """Set once the events stream and group exist and this coordinator is registered."""
         self._stopping = asyncio.Event()
@@ -71,22 +80,26 @@ class Coordinator:
 
     async def run(self) -> None:
         """Consume until ``stop()``; then deregister (pending events stay for others)."""
-        await self._ensure_group()
+        await self.parts.check_async(self.redis)
+        for stream in self._streams():
+            await self._ensure_group(stream)
         await self._heartbeat()
-        logger.info("coordinator {} started: redis={}", self.id, redact_url(self.settings.url))
+        logger.info("coordinator {} started: redis={}{}", self.id, redact_url(self.settings.url),
+                    f" partitions={self.parts.count}" if self.parts.count > 1 else "")
         self.ready.set()
         chores = asyncio.create_task(self._chores(), name="ceylon-redis-coordinator-chores")
-        scheduler = asyncio.create_task(
-            run_scheduler(self.scripts, self.keys, self.settings, self._stopping, self.id),
-            name="ceylon-redis-coordinator-scheduler")
+        schedulers = {asyncio.create_task(
+            run_scheduler(self.scripts, keys, self.settings, self._stopping, self.id),
+            name="ceylon-redis-coordinator-scheduler") for keys in self.parts.all}
         try:
-            await self._consume()
+            await asyncio.gather(*(self._consume(stream) for stream in self._streams()))
         finally:
             chores.cancel()
-            await wait_or_abandon({chores, scheduler}, STEP_WAIT, "background tasks")
+            await wait_or_abandon({chores, *schedulers}, STEP_WAIT, "background tasks")
             try:
                 await self.redis.zrem(self.keys.coordinators, self.id)
-                await self._forget_consumer(self.id)
+                for stream in self._streams():
+                    await self._forget_consumer(stream, self.id)
             except Exception as exc:
                 if not is_outage(exc):
                     raise
@@ -102,31 +115,38 @@ class Coordinator:
         through an outage."""
         return shutdown_budget(self.settings)
 
-    async def _ensure_group(self) -> None:
+    def _streams(self) -> list[tuple[Keys, str]]:
+        """The streams coordinators consume: each partition's events and, with partitions,
+        its releases."""
+        streams = [(keys, keys.events) for keys in self.parts.all]
+        if self.parts.count > 1:
+            streams += [(keys, keys.releases) for keys in self.parts.all]
+        return streams
+
+    async def _ensure_group(self, stream: tuple[Keys, str]) -> None:
         try:
-            await self.redis.xgroup_create(self.keys.events, COORDINATOR_GROUP, id="0",
-                                           mkstream=True)
+            await self.redis.xgroup_create(stream[1], COORDINATOR_GROUP, id="0", mkstream=True)
         except redis.ResponseError as exc:
             if "BUSYGROUP" not in str(exc):
                 raise
 
-    async def _consume(self) -> None:
+    async def _consume(self, stream: tuple[Keys, str]) -> None:
         backoff = 0.1
         while not self._stopping.is_set():
             try:
                 reply = await self.redis.xreadgroup(
-                    COORDINATOR_GROUP, self.id, {self.keys.events: ">"}, count=_BATCH,
+                    COORDINATOR_GROUP, self.id, {stream[1]: ">"}, count=_BATCH,
                     block=self.settings.block_ms)
                 if reply and reply[0][1]:
                     if self._fault:
                         self._fault.reached("coordinator-after-read")
-                    await self._apply(reply[0][1])
+                    await self._apply(stream, reply[0][1])
                     if self._fault:
                         self._fault.reached("coordinator-after-apply")
                 backoff = 0.1
             except Exception as exc:
                 if isinstance(exc, redis.ResponseError) and "NOGROUP" in str(exc):
-                    await self._ensure_group()
+                    await self._ensure_group(stream)
                     continue
                 if not is_outage(exc):
                     raise
@@ -135,7 +155,10 @@ class Coordinator:
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
 
-    async def _apply(self, entries: list[Any]) -> int:
+    async def _apply(self, stream: tuple[Keys, str], entries: list[Any]) -> int:
+        keys, name = stream
+        if name == keys.releases:
+            return await self._release(keys, entries)
         args: list[Any] = [COORDINATOR_GROUP]
         for entry_id, f in entries:
             if not f:  # claimed after it was deleted: nothing to count
@@ -143,9 +166,27 @@ class Coordinator:
                 continue
             args.extend((entry_id, f.get(b"r", b""), f.get(b"s", b""), f.get(b"a", b"0"),
                          f.get(b"w", b""), f.get(b"x", b""), f.get(b"f", b"0")))
-        applied = int(await self.scripts.stats(keys=[self.keys.base], args=args))
+        applied = int(await self.scripts.stats(keys=[keys.base], args=args))
         self.applied += applied
         return applied
+
+    async def _release(self, keys: Keys, entries: list[Any]) -> int:
+        """Apply releases to their dependents' partitions, then acknowledge and delete them
+        here: a crash in between has them applied again, harmlessly."""
+        by_target: dict[str, list[Any]] = {}
+        for _, f in entries:
+            if f and f.get(b"to"):  # claimed after it was deleted: nothing to apply
+                by_target.setdefault(f[b"to"].decode(), []).extend(
+                    (f[b"t"], f[b"p"], f[b"s"], f.get(b"o", b"")))
+        for base, args in by_target.items():
+            await self.scripts.release(keys=[base], args=args)
+        ids = [entry_id for entry_id, _ in entries]
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.xack(keys.releases, COORDINATOR_GROUP, *ids)
+            pipe.xdel(keys.releases, *ids)
+            await pipe.execute()
+        self.released += len(ids)
+        return len(ids)
 
     async def _chores(self) -> None:
         """Heartbeat, take over dead coordinators' events, prune old per-minute counts
@@ -165,7 +206,8 @@ class Coordinator:
     async def _trim_dead_letters(self) -> None:
         sec, _ = await self.scripts.clock(keys=[self.keys.base])
         oldest_ms = (sec - self.settings.dead_letter_ttl) * 1000
-        await self.redis.xtrim(self.keys.dead, minid=f"{oldest_ms}-0", approximate=True)
+        for keys in self.parts.all:
+            await self.redis.xtrim(keys.dead, minid=f"{oldest_ms}-0", approximate=True)
 
     async def _heartbeat(self) -> None:
         sec, usec = await self.scripts.clock(keys=[self.keys.base])
@@ -173,46 +215,54 @@ class Coordinator:
 
     async def _claim_orphans(self) -> None:
         idle_ms = int(self.settings.worker_timeout * 1000)
+        for stream in self._streams():
+            await self._claim_from(stream, idle_ms)
+        sec, _ = await self.scripts.clock(keys=[self.keys.base])
+        cutoff = sec * 1000 - idle_ms
+        dead = await self.redis.zrangebyscore(self.keys.coordinators, "-inf", cutoff)
+        for cid in dead:
+            await self.redis.zrem(self.keys.coordinators, cid)
+            for stream in self._streams():
+                await self._forget_consumer(stream, cid.decode())
+            logger.warning("coordinator {} presumed dead (no heartbeat for {} s)",
+                           cid.decode(), self.settings.worker_timeout)
+
+    async def _claim_from(self, stream: tuple[Keys, str], idle_ms: int) -> None:
+        """Take over and apply the entries of ``stream`` a dead coordinator left pending."""
         start = "0-0"
         while True:
-            reply = await self.redis.xautoclaim(self.keys.events, COORDINATOR_GROUP, self.id,
+            reply = await self.redis.xautoclaim(stream[1], COORDINATOR_GROUP, self.id,
                                                 min_idle_time=idle_ms, start_id=start,
                                                 count=_BATCH)
             start, entries = reply[0], reply[1]
             deleted = reply[2] if len(reply) > 2 else []
             if entries:
                 self.claimed += len(entries)
-                applied = await self._apply(entries)
-                logger.warning("coordinator {} took over {} events of a dead coordinator "
-                               "({} counted)", self.id, len(entries), applied)
+                applied = await self._apply(stream, entries)
+                logger.warning("coordinator {} took over {} entries of {} from a dead "
+                               "coordinator ({} applied)", self.id, len(entries), stream[1],
+                               applied)
             for entry_id in deleted:  # trimmed before anyone counted them
-                await self.redis.xack(self.keys.events, COORDINATOR_GROUP, entry_id)
+                await self.redis.xack(stream[1], COORDINATOR_GROUP, entry_id)
             if start in (b"0-0", "0-0"):
                 break
-        sec, _ = await self.scripts.clock(keys=[self.keys.base])
-        cutoff = sec * 1000 - idle_ms
-        dead = await self.redis.zrangebyscore(self.keys.coordinators, "-inf", cutoff)
-        for cid in dead:
-            await self.redis.zrem(self.keys.coordinators, cid)
-            await self._forget_consumer(cid.decode())
-            logger.warning("coordinator {} presumed dead (no heartbeat for {} s)",
-                           cid.decode(), self.settings.worker_timeout)
 
-    async def _forget_consumer(self, consumer: str) -> None:
-        """Drop a consumer from the group, unless it still holds events someone must count."""
-        held = await self.redis.xpending_range(self.keys.events, COORDINATOR_GROUP, "-", "+", 1,
+    async def _forget_consumer(self, stream: tuple[Keys, str], consumer: str) -> None:
+        """Drop a consumer from the group, unless it still holds entries someone must apply."""
+        held = await self.redis.xpending_range(stream[1], COORDINATOR_GROUP, "-", "+", 1,
                                                consumername=consumer)
         if not held:
-            await self.redis.xgroup_delconsumer(self.keys.events, COORDINATOR_GROUP, consumer)
+            await self.redis.xgroup_delconsumer(stream[1], COORDINATOR_GROUP, consumer)
 
     async def _prune(self) -> None:
         sec, _ = await self.scripts.clock(keys=[self.keys.base])
         minute = sec // 60
-        for role in await self.redis.smembers(self.keys.roles):
-            key = self.keys.stats(role.decode())
-            stale = stale_minute_fields(await self.redis.hkeys(key), minute)
-            if stale:
-                await self.redis.hdel(key, *stale)
+        for keys in self.parts.all:
+            for role in await self.redis.smembers(keys.roles):
+                key = keys.stats(role.decode())
+                stale = stale_minute_fields(await self.redis.hkeys(key), minute)
+                if stale:
+                    await self.redis.hdel(key, *stale)
 
 
 async def run_coordinator(**options: Any) -> None:

@@ -30,6 +30,8 @@ class AsyncGraph:
                  task_ids: list[str] | None = None) -> None:
         self.client = client
         self.id = graph_id
+        self.keys = client.parts.home(graph_id)
+        """The keys of the graph's partition, where all its tasks live."""
         self._task_ids = task_ids
 
     def __repr__(self) -> str:
@@ -39,12 +41,12 @@ class AsyncGraph:
         """The graph's task ids (in the order enqueued, when this handle enqueued them)."""
         if self._task_ids is None:
             self._task_ids = _ids(await self.client.redis.smembers(
-                self.client.keys.graph_tasks(self.id)))
+                self.keys.graph_tasks(self.id)))
         return self._task_ids
 
     async def info(self) -> GraphInfo:
         """One status (running, completed, failed, cancelled) and counts of final tasks."""
-        raw = await self.client.redis.hgetall(self.client.keys.graph(self.id))
+        raw = await self.client.redis.hgetall(self.keys.graph(self.id))
         return parse_graph(self.id, raw)
 
     async def tasks(self) -> list[TaskInfo]:
@@ -52,20 +54,20 @@ class AsyncGraph:
         ids = await self.task_ids()
         async with self.client.redis.pipeline(transaction=False) as pipe:
             for tid in ids:
-                pipe.hgetall(self.client.keys.task(tid))
+                pipe.hgetall(self.keys.task(tid))
             raws = await pipe.execute()
         return [parse_task(tid, raw) for tid, raw in zip(ids, raws) if raw]
 
     async def cancel(self, reason: str | None = None) -> int:
         """Cancel every task not yet final; returns how many ended CANCELLED."""
         reply = await self.client.scripts.cancel(
-            keys=[self.client.keys.base], args=[reason or GRAPH_CANCELLED.format(self.id), self.id])
+            keys=[self.keys.base], args=[reason or GRAPH_CANCELLED.format(self.id), self.id])
         raise_for_script_error(reply)
         return int(reply[1])
 
     async def retry_failed(self) -> int:
         """Run the failed and cancelled tasks again; returns how many were reset."""
-        reply = await self.client.scripts.graph_retry(keys=[self.client.keys.base], args=[self.id])
+        reply = await self.client.scripts.graph_retry(keys=[self.keys.base], args=[self.id])
         raise_for_script_error(reply)
         return int(reply[1])
 
@@ -80,6 +82,8 @@ class Graph:
     def __init__(self, client: Client, graph_id: str, task_ids: list[str] | None = None) -> None:
         self.client = client
         self.id = graph_id
+        self.keys = client.parts.home(graph_id)
+        """The keys of the graph's partition, where all its tasks live."""
         self._task_ids = task_ids
 
     def __repr__(self) -> str:
@@ -89,32 +93,32 @@ class Graph:
         """The graph's task ids (in the order enqueued, when this handle enqueued them)."""
         if self._task_ids is None:
             self._task_ids = _ids(self.client.redis.smembers(
-                self.client.keys.graph_tasks(self.id)))
+                self.keys.graph_tasks(self.id)))
         return self._task_ids
 
     def info(self) -> GraphInfo:
         """One status (running, completed, failed, cancelled) and counts of final tasks."""
-        return parse_graph(self.id, self.client.redis.hgetall(self.client.keys.graph(self.id)))
+        return parse_graph(self.id, self.client.redis.hgetall(self.keys.graph(self.id)))
 
     def tasks(self) -> list[TaskInfo]:
         """Every task of the graph, as ``client.get`` shows it."""
         ids = self.task_ids()
         with self.client.redis.pipeline(transaction=False) as pipe:
             for tid in ids:
-                pipe.hgetall(self.client.keys.task(tid))
+                pipe.hgetall(self.keys.task(tid))
             raws = pipe.execute()
         return [parse_task(tid, raw) for tid, raw in zip(ids, raws) if raw]
 
     def cancel(self, reason: str | None = None) -> int:
         """Cancel every task not yet final; returns how many ended CANCELLED."""
         reply = self.client.scripts.cancel(
-            keys=[self.client.keys.base], args=[reason or GRAPH_CANCELLED.format(self.id), self.id])
+            keys=[self.keys.base], args=[reason or GRAPH_CANCELLED.format(self.id), self.id])
         raise_for_script_error(reply)
         return int(reply[1])
 
     def retry_failed(self) -> int:
         """Run the failed and cancelled tasks again; returns how many were reset."""
-        reply = self.client.scripts.graph_retry(keys=[self.client.keys.base], args=[self.id])
+        reply = self.client.scripts.graph_retry(keys=[self.keys.base], args=[self.id])
         raise_for_script_error(reply)
         return int(reply[1])
 

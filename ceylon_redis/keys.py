@@ -21,7 +21,16 @@ key                            type    written by           read by
 ``{P}:events``                 stream  finish, cancel       coordinator (group)
 ``{P}:stats:<role>``           hash    coordinator          ``stats``
 ``{P}:coordinators``           zset    coordinator          ``queues``, ``stats``
+``{P}:partitions``             string  first process        every process
+``{P}:task:<id>:xdependents``  set     link                 finish (releases)
+``{P}:releases``               stream  finish, link         coordinator (group)
+``{P}:task:<id>:early``        hash    release              enqueue
+``{P}:task:<id>:xout``         hash    release              start
 =============================  ======  ===================  ==================
+
+A namespace with N partitions (Settings.partitions) has N such sets of keys:
+partition 0 under ``{P}:``, partition k under ``{P~k}:``; ``partitions`` lives
+in partition 0 only.
 
 Channels: ``{P}:reply:<client-id>`` carries completions to waiting clients;
 ``{P}:control`` tells workers to cancel a running task.
@@ -62,17 +71,32 @@ def check_task_id(value: str) -> str:
 
 @dataclass(frozen=True)
 class Keys:
-    """Key names of one namespace (prefix)."""
+    """Key names of one namespace (prefix), or of one partition of it."""
 
     prefix: str
+    partition: int = 0
+    """Partition 0 is the namespace itself; partition k > 0 is ``{prefix~k}``, a hash tag
+    (so a Redis Cluster slot) of its own. ``~`` cannot occur in a prefix."""
 
     def __post_init__(self) -> None:
         check_name("prefix", self.prefix)
 
     @property
     def base(self) -> str:
-        """The hash-tagged stem of every key of the namespace; scripts take it as KEYS[1]."""
+        """The hash-tagged stem of every key of the partition; scripts take it as KEYS[1]."""
+        if self.partition:
+            return "{" + f"{self.prefix}~{self.partition}" + "}:"
         return "{" + self.prefix + "}:"
+
+    @property
+    def partitions(self) -> str:
+        """How many partitions the namespace has, recorded by its first process (partition 0)."""
+        return f"{self.base}partitions"
+
+    @property
+    def releases(self) -> str:
+        """Releases of dependents in other partitions, for the coordinators to apply."""
+        return f"{self.base}releases"
 
     def task(self, task_id: str) -> str:
         return f"{self.base}task:{task_id}"

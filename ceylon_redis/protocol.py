@@ -74,17 +74,31 @@ class TaskSpec:
     timeout_ms: int | None = None
     due: str = ""
     """When to run: '' as soon as ready, '+ms' from enqueue, or epoch ms (Redis's clock)."""
+    linked: frozenset[str] = frozenset()
+    """Prerequisites registered beforehand from another partition (link.lua)."""
 
     @property
     def prerequisites(self) -> list[str]:
         return [d for d, _ in self.depends_on]
 
     def args(self) -> list[Any]:
-        edges = [x for dep, policy in self.depends_on for x in (dep, _POLICY_CODES[policy])]
+        edges = [x for dep, policy in self.depends_on
+                 for x in (dep, policy_code(policy, dep in self.linked))]
         ttl = "" if self.ttl == SCRIPT_DEFAULT_TTL else self.ttl
         return [self.id, self.role, self.name, self.data, _opt(self.max_attempts), ttl,
                 self.reply_to, _opt(self.backoff_ms), _opt(self.timeout_ms), self.due,
                 len(self.depends_on), *edges]
+
+
+def policy_code(policy: OnFailure, linked: bool = False) -> str:
+    """The enqueue script's letter for an edge policy; upper case for a linked edge."""
+    code = _POLICY_CODES[policy]
+    return code.upper() if linked else code
+
+
+def is_unknown_watch(reply: Sequence[Any]) -> bool:
+    """True when the watch script did not find the task (in the partition it asked)."""
+    return not reply or reply[0] is None
 
 
 def _opt(value: int | None) -> Any:

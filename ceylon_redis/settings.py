@@ -14,6 +14,7 @@ from .keys import check_name
 
 DEFAULT_URL = "redis://localhost:6379/0"
 DEFAULT_PREFIX = "ceylon"
+MAX_PARTITIONS = 64
 
 URL_ENV = ("CEYLON_REDIS_URL", "REDIS_URL")
 """Variables naming the Redis URL, the first set one winning."""
@@ -22,7 +23,8 @@ _NUMBERS_FROM_ENV: tuple[tuple[str, Callable[[str], Any]], ...] = (
     ("result_ttl", int), ("max_attempts", int), ("worker_timeout", float),
     ("heartbeat_interval", float), ("retry_backoff", float), ("retry_backoff_max", float),
     ("retry_jitter", float), ("task_timeout", float), ("dead_letter_ttl", int),
-    ("socket_timeout", float), ("wait_replicas", int), ("wait_timeout", float))
+    ("socket_timeout", float), ("wait_replicas", int), ("wait_timeout", float),
+    ("partitions", int))
 """Fields ``Settings.from_env`` reads from ``CEYLON_REDIS_<FIELD>``, with their types."""
 ENV_VARS: tuple[str, ...] = (*URL_ENV, PREFIX_ENV,
                              *(f"CEYLON_REDIS_{name.upper()}" for name, _ in _NUMBERS_FROM_ENV))
@@ -81,8 +83,16 @@ class Settings:
     """Seconds an enqueue waits for ``wait_replicas`` acknowledgements before raising
     ReplicationError (the tasks stay enqueued on the master)."""
 
+    partitions: int = 1
+    """Partitions the namespace is split into, each a hash tag (Cluster slot) of its own, so
+    one busy role can use every shard. Recorded in Redis by the first process; every process
+    of the namespace must agree (see partitions.py)."""
+
     def __post_init__(self) -> None:
         check_name("prefix", self.prefix)
+        if not isinstance(self.partitions, int) or not 1 <= self.partitions <= MAX_PARTITIONS:
+            raise ValidationError(f"partitions must be a whole number from 1 to "
+                                  f"{MAX_PARTITIONS}, not {self.partitions!r}")
         if self.result_ttl <= 0:
             raise ValidationError("result_ttl must be positive")
         if self.max_attempts < 1:

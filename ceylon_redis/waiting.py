@@ -23,8 +23,8 @@ import redis
 from loguru import logger
 
 from .errors import TaskTimeoutError, ValidationError
-from .keys import Keys
 from .models import TaskResult
+from .partitions import Partitions
 from .protocol import parse_notification, parse_watch
 
 _CHUNK = 1000
@@ -59,11 +59,11 @@ def _timeout_error(pending: list[str], timeout: float | None) -> TaskTimeoutErro
 class AsyncWaiter:
     """The asyncio side: a listener task resolving futures from one pub/sub channel."""
 
-    def __init__(self, redis_client: Any, keys: Keys, watch_script: Any) -> None:
+    def __init__(self, redis_client: Any, parts: Partitions, watch_script: Any) -> None:
         self._redis = redis_client
-        self._keys = keys
+        self._parts = parts
         self._watch = watch_script
-        self.channel = keys.reply_channel(uuid.uuid4().hex)
+        self.channel = parts.all[0].reply_channel(uuid.uuid4().hex)
         self._futures: dict[str, list[asyncio.Future[TaskResult]]] = defaultdict(list)
         self._listener: asyncio.Task[None] | None = None
         self._ready: asyncio.Event | None = None
@@ -122,8 +122,11 @@ class AsyncWaiter:
             await self._watch_chunk(ids[i:i + _CHUNK])
 
     async def _watch_chunk(self, ids: list[str]) -> None:
-        replies = await self._watch(keys=[self._keys.base], args=[self.channel, *ids])
-        for task_id, reply in zip(ids, replies):
+        found: dict[str, Any] = {}
+        for keys, group in self._parts.probes(ids, found):
+            found.update(zip(group, await self._watch(keys=[keys.base],
+                                                      args=[self.channel, *group])))
+        for task_id, reply in found.items():
             try:
                 result = parse_watch(task_id, reply)
             except Exception as exc:
@@ -192,11 +195,11 @@ class AsyncWaiter:
 class SyncWaiter:
     """The blocking side: a daemon thread reads the channel and resolves futures."""
 
-    def __init__(self, redis_client: Any, keys: Keys, watch_script: Any) -> None:
+    def __init__(self, redis_client: Any, parts: Partitions, watch_script: Any) -> None:
         self._redis = redis_client
-        self._keys = keys
+        self._parts = parts
         self._watch = watch_script
-        self.channel = keys.reply_channel(uuid.uuid4().hex)
+        self.channel = parts.all[0].reply_channel(uuid.uuid4().hex)
         self._futures: dict[str, list[Future[TaskResult]]] = defaultdict(list)
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
@@ -277,8 +280,10 @@ class SyncWaiter:
             self._watch_chunk(ids[i:i + _CHUNK])
 
     def _watch_chunk(self, ids: list[str]) -> None:
-        replies = self._watch(keys=[self._keys.base], args=[self.channel, *ids])
-        for task_id, reply in zip(ids, replies):
+        found: dict[str, Any] = {}
+        for keys, group in self._parts.probes(ids, found):
+            found.update(zip(group, self._watch(keys=[keys.base], args=[self.channel, *group])))
+        for task_id, reply in found.items():
             try:
                 result = parse_watch(task_id, reply)
             except Exception as exc:

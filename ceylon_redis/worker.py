@@ -39,6 +39,7 @@ from .lifecycle import (
     shutdown_budget,
     wait_or_abandon,
 )
+from .partitions import Partitions
 from .process import TaskContext
 from .protocol import parse_started
 from .scheduler import run_scheduler
@@ -56,18 +57,16 @@ def _worker_id(name: str) -> str:
 
 
 @dataclass(eq=False)
-class _Consumer:
-    handler: Handler
-    id: str
+class _Slots:
+    """One handler's concurrency, shared by its consumers of every partition."""
+
     concurrency: int
-    inflight: dict[str, asyncio.Task[None]] = field(default_factory=dict)
-    """Running attempts by entry id."""
-    running: dict[str, str] = field(default_factory=dict)
-    """Entry id of each running attempt by task id."""
-    recording: dict[str, str] = field(default_factory=dict)
-    """Task id by entry id of attempts whose outcome awaits recording: still in flight for
-    the heartbeat, so it neither lets their entries idle nor gives them back as orphans."""
-    cancel_requested: set[str] = field(default_factory=set)
+    readers: int = 1
+    """Consumers sharing these slots, one per partition."""
+    busy: int = 0
+    """Attempts running, in every partition."""
+    reserved: int = 0
+    """Slots held by reads under way (each reader's share), so readers never overcommit."""
     stragglers: int = 0
     """Sync handler threads still running after their attempt ended (timeout, cancel)."""
     slot_freed: asyncio.Event = field(default_factory=asyncio.Event)
@@ -76,7 +75,35 @@ class _Consumer:
 
     @property
     def free(self) -> int:
-        return self.concurrency - len(self.inflight) - self.stragglers
+        return self.concurrency - self.busy - self.reserved - self.stragglers
+
+    def share(self) -> int:
+        """Slots one reader may take now: all that are free with one partition, else its
+        share of the concurrency, so that every partition gets read."""
+        if self.readers == 1:
+            return self.free
+        return max(0, min(self.free, -(-self.concurrency // self.readers)))
+
+
+@dataclass(eq=False)
+class _Consumer:
+    handler: Handler
+    id: str
+    keys: Keys
+    """The partition this consumer reads (the namespace itself without partitions)."""
+    slots: _Slots
+    inflight: dict[str, asyncio.Task[None]] = field(default_factory=dict)
+    """Running attempts by entry id."""
+    running: dict[str, str] = field(default_factory=dict)
+    """Entry id of each running attempt by task id."""
+    recording: dict[str, str] = field(default_factory=dict)
+    """Task id by entry id of attempts whose outcome awaits recording: still in flight for
+    the heartbeat, so it neither lets their entries idle nor gives them back as orphans."""
+    cancel_requested: set[str] = field(default_factory=set)
+
+    @property
+    def concurrency(self) -> int:
+        return self.slots.concurrency
 
     @property
     def role(self) -> str:
@@ -102,6 +129,7 @@ class Worker:
                  grace: float = 30.0, reap: bool = True, coordinator: bool = False) -> None:
         self.settings = Settings.resolve(settings, url, prefix)
         self.keys = Keys(self.settings.prefix)
+        self.parts = Partitions(self.settings.prefix, self.settings.partitions)
         self.redis: Any = (redis_client if redis_client is not None
                            else daemon_redis(self.settings))
         self._owns_redis = redis_client is None
@@ -109,10 +137,13 @@ class Worker:
         if concurrency is not None and concurrency < 1:
             raise ValidationError(f"concurrency must be at least 1, not {concurrency}")
         # Default: a ProcessWorker takes one task at a time, as in Ceylon; a function ten.
-        self.consumers = [
-            _Consumer(h, _worker_id(h.name),
-                      concurrency or (1 if h.process_worker is not None else 10))
-            for h in handlers_from(handlers, role)]
+        # One consumer per handler and partition, under one id, sharing the handler's slots.
+        self.consumers = []
+        for h in handlers_from(handlers, role):
+            wid = _worker_id(h.name)
+            slots = _Slots(concurrency or (1 if h.process_worker is not None else 10),
+                           readers=self.parts.count)
+            self.consumers += [_Consumer(h, wid, keys, slots) for keys in self.parts.all]
         self.grace = grace
         self.reap = reap
         self.coordinator = (Coordinator(settings=self.settings, redis_client=self.redis)
@@ -121,7 +152,7 @@ class Worker:
         self._threads: ThreadRunner | None = None
         """Runs sync handlers; made in run(), on the loop it hands results to."""
         self._done: asyncio.Queue[_Done] = asyncio.Queue(
-            maxsize=2 * sum(c.concurrency for c in self.consumers))
+            maxsize=2 * sum(c.concurrency for c in self._firsts))
         self._stopping = asyncio.Event()
         self.ready = asyncio.Event()
         """Set once every consumer is registered and about to read."""
@@ -136,8 +167,13 @@ class Worker:
                           or type(self.redis).__module__.startswith("fakeredis"))
 
     @property
+    def _firsts(self) -> list[_Consumer]:
+        """Each handler's consumer of partition 0: one per handler."""
+        return [c for c in self.consumers if c.keys.partition == 0]
+
+    @property
     def ids(self) -> list[str]:
-        return [c.id for c in self.consumers]
+        return [c.id for c in self._firsts]
 
     def stop(self) -> None:
         """Stop reading new tasks; ``run()`` returns once in-flight work is settled."""
@@ -146,13 +182,15 @@ class Worker:
     async def run(self) -> None:
         """Consume until ``stop()``; then drain, give back leftovers and deregister."""
         self._threads = ThreadRunner(asyncio.get_running_loop(),
-                                     max(4, sum(c.concurrency for c in self.consumers)))
+                                     max(4, sum(c.concurrency for c in self._firsts)))
+        await self.parts.check_async(self.redis)
         await self._check_protocol()
         await self._ensure_groups()
         await self._heartbeat()
-        for c in self.consumers:
-            logger.info("worker {} started: role={} concurrency={} redis={}", c.id, c.role,
-                        c.concurrency, redact_url(self.settings.url))
+        for c in self._firsts:
+            logger.info("worker {} started: role={} concurrency={} redis={}{}", c.id, c.role,
+                        c.concurrency, redact_url(self.settings.url),
+                        f" partitions={self.parts.count}" if self.parts.count > 1 else "")
         coordinating = (asyncio.create_task(self.coordinator.run(), name="ceylon-redis-coordinator")
                         if self.coordinator else None)
         if self.coordinator is not None:
@@ -161,9 +199,10 @@ class Worker:
         finisher = asyncio.create_task(self._finisher(), name="ceylon-redis-finisher")
         beat = asyncio.create_task(self._heartbeat_loop(), name="ceylon-redis-heartbeat")
         control = asyncio.create_task(self._listen_for_cancels(), name="ceylon-redis-control")
-        scheduler = asyncio.create_task(
-            run_scheduler(self.scripts, self.keys, self.settings, self._stopping,
+        schedulers = [asyncio.create_task(
+            run_scheduler(self.scripts, keys, self.settings, self._stopping,
                           self.consumers[0].id), name="ceylon-redis-scheduler")
+            for keys in self.parts.all]
         readers = [asyncio.create_task(self._consume(c), name=f"ceylon-redis-read-{c.id}")
                    for c in self.consumers]
         try:
@@ -178,7 +217,7 @@ class Worker:
             await self._settle_outcomes(finisher)
             for t in (finisher, beat, control):
                 t.cancel()
-            await wait_or_abandon({finisher, beat, control, scheduler}, STEP_WAIT,
+            await wait_or_abandon({finisher, beat, control, *schedulers}, STEP_WAIT,
                                   "background tasks")
             await self._give_back_and_deregister()
             if coordinating is not None:
@@ -229,41 +268,47 @@ class Worker:
                 "ceylon-redis version; stop them before starting this one")
 
     async def _ensure_groups(self) -> None:
-        for role in {c.role for c in self.consumers}:
-            await self._create_group(role)
-            await self.redis.sadd(self.keys.roles, role)
+        for keys, role in {(c.keys, c.role) for c in self.consumers}:
+            await self._create_group(keys, role)
+            await self.redis.sadd(keys.roles, role)
         for c in self.consumers:  # visible in XINFO CONSUMERS before the first delivery
             await self.redis.execute_command(
-                "XGROUP", "CREATECONSUMER", self.keys.stream(c.role), GROUP, c.id)
+                "XGROUP", "CREATECONSUMER", c.keys.stream(c.role), GROUP, c.id)
 
-    async def _create_group(self, role: str) -> None:
+    async def _create_group(self, keys: Keys, role: str) -> None:
         try:
-            await self.redis.xgroup_create(self.keys.stream(role), GROUP, id="0", mkstream=True)
+            await self.redis.xgroup_create(keys.stream(role), GROUP, id="0", mkstream=True)
         except redis.ResponseError as exc:
             if "BUSYGROUP" not in str(exc):
                 raise
 
     async def _consume(self, c: _Consumer) -> None:
-        stream = self.keys.stream(c.role)
+        stream = c.keys.stream(c.role)
         backoff = 0.1
+        # Readers that share slots with fewer slots than readers block briefly, so that one
+        # holding the last slot on an empty partition lets it go soon.
+        block = (self.settings.block_ms if c.slots.concurrency >= c.slots.readers
+                 else min(self.settings.block_ms, 100))
         while not self._stopping.is_set():
-            free = c.free
+            free = c.slots.share()
             if free <= 0:
-                c.slot_freed.clear()
-                await self._wait_either(c.slot_freed.wait())
+                c.slots.slot_freed.clear()
+                await self._wait_either(c.slots.slot_freed.wait())
                 continue
             if self._embedded:
                 # In-process Redis: whoever just finished a task would always read first;
                 # a random pause shares the work among idle consumers as Redis' FIFO would.
                 await self._wait_either(asyncio.sleep(random.uniform(0.002, 0.02)))
             began = time.monotonic()
+            c.slots.reserved += free
             try:
                 reply = await self.redis.xreadgroup(GROUP, c.id, {stream: ">"}, count=free,
-                                                    block=self.settings.block_ms)
+                                                    block=block)
                 backoff = 0.1
             except Exception as exc:
+                self._unreserve(c, free)
                 if isinstance(exc, redis.ResponseError) and "NOGROUP" in str(exc):
-                    await self._create_group(c.role)
+                    await self._create_group(c.keys, c.role)
                     continue
                 if not is_outage(exc):
                     raise
@@ -274,12 +319,24 @@ class Worker:
                 continue
             entries = reply[0][1] if reply else []
             if not entries:
-                if time.monotonic() - began < self.settings.block_ms / 2000:
+                self._unreserve(c, free)
+                if time.monotonic() - began < block / 2000:
                     await self._wait_either(asyncio.sleep(0.1))  # a read that did not block
+                elif c.slots.readers > 1:  # let a reader woken by the unreserve go first
+                    await self._wait_either(asyncio.sleep(0.005))
                 continue
-            if self._fault:
-                self._fault.reached("after-read")
-            await self._start(c, entries)
+            try:
+                if self._fault:
+                    self._fault.reached("after-read")
+                await self._start(c, entries)
+            finally:
+                self._unreserve(c, free)
+
+    @staticmethod
+    def _unreserve(c: _Consumer, n: int) -> None:
+        """Give back a read's reserved slots; readers of other partitions may take them."""
+        c.slots.reserved -= n
+        c.slots.slot_freed.set()
 
     async def _wait_either(self, aw: Any) -> None:
         """Wait for ``aw`` or for stop(), whichever comes first."""
@@ -296,7 +353,7 @@ class Worker:
             args.extend((entry_id, tid))
         for _ in range(5):
             try:
-                items = await self.scripts.start(keys=[self.keys.base], args=args)
+                items = await self.scripts.start(keys=[c.keys.base], args=args)
                 break
             except Exception as exc:
                 if not is_outage(exc):
@@ -327,6 +384,7 @@ class Worker:
                               failed_dependencies=started.failed or {})
             timeout = started.timeout or self.settings.task_timeout
             c.running[tid] = entry
+            c.slots.busy += 1
             c.inflight[entry] = asyncio.create_task(self._run(c, ctx, entry, data, timeout))
 
     async def _run(self, c: _Consumer, ctx: TaskContext, entry: str, data: Any,
@@ -345,9 +403,9 @@ class Worker:
                 outcome = Outcome("FAILED", b"", "cancelled while running", FINAL)
             else:
                 if outcome.status == "COMPLETED":
-                    c.processed += 1
+                    c.slots.processed += 1
                 else:
-                    c.failed += 1
+                    c.slots.failed += 1
             # Waits when the finisher lags, so recording applies back-pressure to reading.
             c.recording[entry] = ctx.id
             try:
@@ -360,24 +418,25 @@ class Worker:
                 mid_run.cancel()
             # The slot frees once the outcome is handed over, so the next read overlaps
             # with recording this batch; a sync thread that runs on keeps its slot.
-            c.inflight.pop(entry, None)
+            if c.inflight.pop(entry, None) is not None:
+                c.slots.busy -= 1
             c.running.pop(ctx.id, None)
             c.cancel_requested.discard(ctx.id)
             if threads and not threads[0].done():
                 self._hold_slot(c, ctx.id, threads[0])
-            c.slot_freed.set()
+            c.slots.slot_freed.set()
 
     def _hold_slot(self, c: _Consumer, task_id: str, thread: Future[Any]) -> None:
         """Keep a slot taken until the thread of an abandoned sync attempt returns."""
         loop = asyncio.get_running_loop()
-        c.stragglers += 1
+        c.slots.stragglers += 1
         logger.warning("worker {}: the thread of task {} runs on after its attempt ended "
                        "(sync handlers cannot be interrupted); its slot stays taken", c.id,
                        task_id)
 
         def release() -> None:
-            c.stragglers -= 1
-            c.slot_freed.set()
+            c.slots.stragglers -= 1
+            c.slots.slot_freed.set()
 
         thread.add_done_callback(lambda _: loop.call_soon_threadsafe(release))
 
@@ -400,7 +459,7 @@ class Worker:
         while True:
             pubsub = self.redis.pubsub()
             try:
-                await pubsub.subscribe(self.keys.control)
+                await pubsub.subscribe(*(keys.control for keys in self.parts.all))
                 backoff = 0.5
                 while True:
                     # A read with its own timeout, not listen(): redis-py 5 cuts an idle
@@ -450,7 +509,7 @@ class Worker:
         backoff, began = 0.1, time.monotonic()
         while True:
             try:
-                replies = await self._call_each(self.scripts.finish, list(by_consumer.values()))
+                replies = await self._call_each(self.scripts.finish, list(by_consumer.items()))
                 break
             except Exception as exc:
                 if not is_outage(exc):
@@ -480,9 +539,20 @@ class Worker:
                 logger.error("task {} dead-lettered: {}; last error: {}", tid,
                              dead[i + 1].decode(), errors.get(tid, "")[:500])
 
-    async def _call_each(self, script: Any, arg_lists: list[list[Any]]) -> list[Any]:
-        """Run ``script`` once per argument list (see run_each)."""
-        return await run_each_async(self.redis, script, [self.keys.base], arg_lists)
+    async def _call_each(self, script: Any,
+                         calls: list[tuple[_Consumer, list[Any]]]) -> list[Any]:
+        """Run ``script`` once per consumer's argument list, in its partition (see run_each);
+        the replies in order."""
+        by_keys: dict[Keys, list[int]] = {}
+        for i, (c, _) in enumerate(calls):
+            by_keys.setdefault(c.keys, []).append(i)
+        replies: list[Any] = [None] * len(calls)
+        for keys, indexes in by_keys.items():
+            got = await run_each_async(self.redis, script, [keys.base],
+                                       [calls[i][1] for i in indexes])
+            for i, reply in zip(indexes, got):
+                replies[i] = reply
+        return replies
 
     async def _drain(self) -> None:
         inflight = [t for c in self.consumers for t in c.inflight.values()]
@@ -501,17 +571,18 @@ class Worker:
         try:
             for c in self.consumers:
                 requeued, failed = await self.scripts.requeue(
-                    keys=[self.keys.base],
+                    keys=[c.keys.base],
                     args=[c.id, f"worker {c.id} stopped", self.settings.dead_letter_ttl, c.role])
                 if requeued or failed:
                     logger.info("worker {} gave back {} tasks ({} failed, lost too often)",
                                 c.id, requeued, failed)
                 async with self.redis.pipeline(transaction=False) as pipe:
-                    pipe.zrem(self.keys.workers, c.id)
-                    pipe.delete(self.keys.worker(c.id))
+                    pipe.zrem(c.keys.workers, c.id)
+                    pipe.delete(c.keys.worker(c.id))
                     await pipe.execute()
-                logger.info("worker {} stopped: {} completed, {} failed", c.id,
-                            c.processed, c.failed)
+                if c.keys.partition == 0:
+                    logger.info("worker {} stopped: {} completed, {} failed", c.id,
+                                c.slots.processed, c.slots.failed)
         except Exception as exc:
             if not is_outage(exc):
                 raise
@@ -523,8 +594,8 @@ class Worker:
             info = {"roles": c.role, "name": c.handler.name, "host": socket.gethostname(),
                     "pid": os.getpid(), "concurrency": c.concurrency,
                     "started_at": self._started_at, "protocol": script_protocol(),
-                    "processed": c.processed,
-                    "failed": c.failed}
+                    "processed": c.slots.processed,
+                    "failed": c.slots.failed}
             args: list[Any] = [c.id, int(self.settings.worker_timeout * 1000),
                                 self.settings.dead_letter_ttl, len(info)]
             for k, v in info.items():
@@ -534,7 +605,7 @@ class Worker:
                 args.extend((c.role, entry, tid))
             for entry, tid in list(c.recording.items()):
                 args.extend((c.role, entry, tid))
-            arg_lists.append(args)
+            arg_lists.append((c, args))
             sent.append(running)
         replies = await self._call_each(self.scripts.heartbeat, arg_lists)
         for c, running, (_, gone, orphans) in zip(self.consumers, sent, replies):
@@ -555,7 +626,8 @@ class Worker:
             try:
                 await self._heartbeat()
                 if self.reap:
-                    await reap_dead_workers(self.scripts, self.keys, self.settings)
+                    for keys in self.parts.all:
+                        await reap_dead_workers(self.scripts, keys, self.settings)
             except Exception as exc:
                 if not is_outage(exc):
                     raise
@@ -612,7 +684,7 @@ async def run_worker(handlers: Any, **options: Any) -> None:
         loop.add_signal_handler(sig, on_signal, sig.name)
     install_stack_dumps()
     await worker.run()
-    abandoned = sum(c.stragglers for c in worker.consumers)
+    abandoned = sum(c.slots.stragglers for c in worker._firsts)
     if abandoned:  # Python's exit would join those threads, however long they run
         logger.warning("exiting without {} sync handler threads that still run (their tasks "
                        "were given back)", abandoned)

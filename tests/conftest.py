@@ -43,9 +43,10 @@ def redis_url() -> str:
 
 
 def delete_namespace(client: redis.Redis, prefix: str) -> None:
-    """Delete every key of one test namespace, and nothing else."""
-    for key in client.scan_iter(match="{" + prefix + "}:*", count=1000):
-        client.delete(key)
+    """Delete every key of one test namespace (and of its partitions), and nothing else."""
+    for match in ("{" + prefix + "}:*", "{" + prefix + "~*}:*"):
+        for key in client.scan_iter(match=match, count=1000):
+            client.delete(key)
 
 
 @pytest.fixture

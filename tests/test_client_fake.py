@@ -564,7 +564,7 @@ async def test_a_set_of_tuples_does_not_crash_the_worker(client: AsyncClient,
         assert (result.success, result.output) == (True, "ok")
         if poison is not None:
             assert (await client.wait(poison, timeout=3)).status.is_final
-        assert worker.consumers[0].processed >= 1
+        assert worker.consumers[0].slots.processed >= 1
 
 
 # --- the blocking client -------------------------------------------------------------------

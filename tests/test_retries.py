@@ -279,7 +279,7 @@ async def test_a_sync_handler_past_its_time_limit_fails_but_keeps_its_slot(
         second = await client.enqueue("role", "next")
         await asyncio.sleep(0.3)
         assert started == ["stuck"]               # the one slot is still the stuck thread's
-        assert worker.consumers[0].stragglers == 1
+        assert worker.consumers[0].slots.stragglers == 1
         release.set()
         assert (await client.wait(second, timeout=5)).output == "ok"
 
@@ -309,7 +309,7 @@ async def test_cancel_interrupts_a_running_async_handler_and_its_dependents(
         await asyncio.wait_for(interrupted.wait(), 5)
         assert (await client.wait(await client.enqueue("role", "after"), timeout=5)).success
         consumer = worker.consumers[0]
-        assert consumer.inflight == {} and consumer.failed == 0
+        assert consumer.inflight == {} and consumer.slots.failed == 0
     info = await client.get(tid)
     assert (info.status, info.error) == (TaskStatus.CANCELLED, "user changed their mind")
     assert (await client.get(child)).status is TaskStatus.CANCELLED

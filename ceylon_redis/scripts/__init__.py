@@ -20,7 +20,7 @@ import redis.asyncio as aioredis
 
 _INCLUDE = re.compile(r"^--!include (\S+)$", re.MULTILINE)
 NAMES = ("enqueue", "start", "finish", "requeue", "reap", "heartbeat", "watch", "cancel",
-         "graph_retry", "stats", "promote", "dead_retry", "clock")
+         "graph_retry", "stats", "promote", "dead_retry", "clock", "link", "release")
 
 
 @functools.cache
@@ -57,6 +57,8 @@ class Scripts:
     promote: Any
     dead_retry: Any
     clock: Any
+    link: Any
+    release: Any
 
     @classmethod
     def register(cls, redis: Any) -> Scripts:

@@ -8,7 +8,10 @@
 --          backoff (first retry delay, ms), timeout (ms), due (when to run:
 --          '+ms' from now or absolute ms on Redis's clock),
 --          D (number of prerequisites), then D pairs: prerequisite id, policy
---          (c = cancel this task if it fails, r = run anyway, i = ignore the edge)
+--          (c = cancel this task if it fails, r = run anyway, i = ignore the edge;
+--          upper case C R I: the prerequisite lives in another partition, where
+--          link.lua registered this task already, and its release comes from a
+--          coordinator, or came early and waits in this task's :early hash)
 --          max_attempts, backoff, timeout and due may be '': the worker's
 --          defaults apply, and the task runs as soon as it is ready.
 --          A prerequisite may be a task earlier or later in the same call.
@@ -29,10 +32,15 @@ for t = 1, n do
   task.deps, task.policy = {}, {}
   for k = 1, d do
     local dep, policy = ARGV[i + 9 + 2 * k], ARGV[i + 10 + 2 * k]
-    if policy ~= 'c' and policy ~= 'r' and policy ~= 'i' then
+    local lower = string.lower(policy)
+    if lower ~= 'c' and lower ~= 'r' and lower ~= 'i' then
       return {'ERR', 'INVALID', 'unknown failure policy ' .. policy .. ' on ' .. dep}
     end
-    task.deps[k], task.policy[dep] = dep, policy
+    if lower ~= policy then
+      task.external = task.external or {}
+      task.external[dep] = true
+    end
+    task.deps[k], task.policy[dep] = dep, lower
   end
   i = i + 11 + 2 * d
   if in_batch[task.id] then
@@ -55,7 +63,7 @@ for _, task in ipairs(tasks) do
     if dep == task.id then
       return {'ERR', 'DEPENDENCY', 'task ' .. task.id .. ' depends on itself'}
     end
-    if in_batch[dep] then
+    if in_batch[dep] or (task.external and task.external[dep]) then
       table.insert(task.pending, dep)
     else
       local st = redis.call('HGET', task_key(base, dep), 'status')
@@ -140,9 +148,22 @@ for _, task in ipairs(tasks) do
     park(base, task.id, hkey, task.role)
     for _, dep in ipairs(task.pending) do
       redis.call('HSET', hkey .. ':deps', dep, task.policy[dep])
-      redis.call('SADD', task_key(base, dep) .. ':dependents', task.id)
+      if not (task.external and task.external[dep]) then
+        redis.call('SADD', task_key(base, dep) .. ':dependents', task.id)
+      end
     end
     waiting = waiting + 1
+  end
+end
+-- Releases from other partitions that came before their dependent existed.
+for _, task in ipairs(tasks) do
+  if task.external then
+    local early = redis.call('HGETALL', task_key(base, task.id) .. ':early')
+    for k = 1, #early, 2 do
+      local st, result = string.match(early[k + 1], '^(%u+)\n(.*)$')
+      apply_release(base, task.id, early[k], st, result)
+    end
+    redis.call('DEL', task_key(base, task.id) .. ':early')
   end
 end
 return {'OK', queued, waiting}

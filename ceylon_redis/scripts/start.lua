@@ -64,10 +64,17 @@ for i = 3, #ARGV, 2 do
       for dep in string.gmatch(fields[6] or '', '%S+') do
         item[6] = item[6] + 1
         table.insert(item, dep)
-        table.insert(item, redis.call('HGET', task_key(base, dep), 'error') or '')
+        table.insert(item, redis.call('HGET', task_key(base, dep), 'error')
+                           or redis.call('HGET', hkey .. ':xout', '!' .. dep) or '')
       end
       for dep in string.gmatch(fields[5] or '', '%S+') do
         local d = redis.call('HMGET', task_key(base, dep), 'status', 'output')
+        if not d[1] then  -- expired, or in another partition (its release left it here)
+          d[2] = redis.call('HGET', hkey .. ':xout', dep)
+          if not d[2] and redis.call('HEXISTS', hkey .. ':xout', '!' .. dep) == 1 then
+            d[1] = 'FAILED'
+          end
+        end
         if d[1] == 'COMPLETED' or not d[1] then
           table.insert(item, dep)
           table.insert(item, d[2] or '')

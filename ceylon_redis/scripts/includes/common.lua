@@ -159,6 +159,49 @@ local function edge_policy(dhkey, prerequisite)
   return redis.call('HGET', dhkey .. ':deps', prerequisite) or 'c'
 end
 
+-- Settle one WAITING dependent `dep` of `tid`, which ended `st` (error `er`):
+-- release it if this was its last prerequisite, or follow its edge's policy on
+-- a failure; a dependent to cancel is added to `work` for finalize. Doing it
+-- twice changes nothing (HDEL of a settled edge is 0), so releases from other
+-- partitions may be applied more than once.
+local function settle_dependent(base, dep, tid, st, er, work)
+  local dhkey = task_key(base, dep)
+  if redis.call('HGET', dhkey, 'status') ~= 'WAITING' then return end
+  if redis.call('HEXISTS', dhkey .. ':deps', tid) == 0 then return end
+  local policy = st == 'COMPLETED' and 'ok' or edge_policy(dhkey, tid)
+  if policy == 'c' then
+    local why = 'dependency ' .. tid .. ' ' .. string.lower(st)
+    if er ~= '' then why = why .. ': ' .. er end
+    table.insert(work, {dep, 'CANCELLED', '', why, false})
+    return
+  end
+  if policy == 'r' then
+    local failed = redis.call('HGET', dhkey, 'failed_deps')
+    redis.call('HSET', dhkey, 'failed_deps', failed and (failed .. ' ' .. tid) or tid)
+  end
+  redis.call('HDEL', dhkey .. ':deps', tid)
+  if redis.call('HLEN', dhkey .. ':deps') == 0 then
+    local d = redis.call('HMGET', dhkey, 'role', 'due_at')
+    release(base, dep, dhkey, d[1], d[2], true)
+  end
+end
+
+-- Tell the dependents of `tid` that live in other partitions (its :xdependents,
+-- members "<their base> <id>") how it ended: one entry each on this partition's
+-- releases stream, which coordinators apply there (release.lua). `result` is
+-- the output of a completed task, else its error.
+local function release_elsewhere(base, hkey, tid, st, result)
+  local xkey = hkey .. ':xdependents'
+  local members = redis.call('SMEMBERS', xkey)
+  if #members == 0 then return end
+  redis.call('DEL', xkey)
+  for _, m in ipairs(members) do
+    local to, dep = string.match(m, '^(%S+) (%S+)$')
+    redis.call('XADD', base .. 'releases', '*', 'to', to, 't', dep, 'p', tid, 's', st,
+               'o', result)
+  end
+end
+
 -- Record a final state (COMPLETED, FAILED or CANCELLED) and settle what
 -- depends on it: release dependents whose last prerequisite this was, or
 -- cancel them, transitively, with the reason. Done here, in the same script
@@ -192,7 +235,7 @@ local function finalize(base, id, status, output, err, now, ran)
     else
       redis.call('EXPIRE', hkey, tonumber(f[2] or '') or DEFAULT_TTL)
     end
-    redis.call('DEL', hkey .. ':deps')
+    redis.call('DEL', hkey .. ':deps', hkey .. ':xout', hkey .. ':early')
     if f[8] == 'WAITING' or f[8] == 'CANCELLING' then
       redis.call('SREM', waiting_key(base, f[1] or ''), tid)
     elseif f[8] == 'SCHEDULED' then
@@ -210,26 +253,32 @@ local function finalize(base, id, status, output, err, now, ran)
     local dependents = redis.call('SMEMBERS', dkey)
     redis.call('DEL', dkey)
     for _, dep in ipairs(dependents) do
-      local dhkey = task_key(base, dep)
-      if redis.call('HGET', dhkey, 'status') == 'WAITING' then
-        local policy = st == 'COMPLETED' and 'ok' or edge_policy(dhkey, tid)
-        if policy == 'c' then
-          local why = 'dependency ' .. tid .. ' ' .. string.lower(st)
-          if er ~= '' then why = why .. ': ' .. er end
-          table.insert(work, {dep, 'CANCELLED', '', why, false})
-        else
-          if policy == 'r' then
-            local failed = redis.call('HGET', dhkey, 'failed_deps')
-            redis.call('HSET', dhkey, 'failed_deps', failed and (failed .. ' ' .. tid) or tid)
-          end
-          if redis.call('HDEL', dhkey .. ':deps', tid) == 1
-             and redis.call('HLEN', dhkey .. ':deps') == 0 then
-            local d = redis.call('HMGET', dhkey, 'role', 'due_at')
-            release(base, dep, dhkey, d[1], d[2], true)
-          end
-        end
-      end
+      settle_dependent(base, dep, tid, st, er, work)
     end
+    release_elsewhere(base, hkey, tid, st, st == 'COMPLETED' and out or er)
   end
+  return n
+end
+
+-- Apply a release from another partition: prerequisite `p` of task `dep` ended
+-- `st`, with `result` its output if it completed, else its error. A dependent
+-- not enqueued yet keeps it in its :early hash, which its enqueue applies.
+-- Idempotent: an edge already settled is left alone. Returns tasks it ended.
+local function apply_release(base, dep, p, st, result)
+  local dhkey = task_key(base, dep)
+  local status = redis.call('HGET', dhkey, 'status')
+  if not status then
+    redis.call('HSET', dhkey .. ':early', p, st .. '\n' .. result)
+    redis.call('EXPIRE', dhkey .. ':early', DEFAULT_TTL)
+    return 0
+  end
+  if status ~= 'WAITING' or redis.call('HEXISTS', dhkey .. ':deps', p) == 0 then return 0 end
+  -- What start hands the handler: the output of a completed prerequisite, the
+  -- error (field '!<id>') of a failed one.
+  redis.call('HSET', dhkey .. ':xout', st == 'COMPLETED' and p or ('!' .. p), result)
+  local work = {}
+  settle_dependent(base, dep, p, st, st == 'COMPLETED' and '' or result, work)
+  local n = 0
+  for _, w in ipairs(work) do n = n + finalize(base, w[1], w[2], w[3], w[4], now_str(), false) end
   return n
 end

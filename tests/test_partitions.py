@@ -1,0 +1,200 @@
+"""A namespace split into partitions (Settings.partitions), on the real Redis.
+
+Tasks spread over the partitions by id; a graph stays whole in its graph id's
+partition; a prerequisite in another partition releases its dependent through
+the coordinator, once, whatever its outcome and whenever it ended.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import pytest
+import redis
+
+from ceylon_redis import (
+    AsyncClient,
+    Dep,
+    DependencyError,
+    TaskDef,
+    TaskStatus,
+    UnknownTaskError,
+    ValidationError,
+    Worker,
+)
+from ceylon_redis.keys import Keys
+from ceylon_redis.partitions import partition_of
+from ceylon_redis.settings import Settings
+
+N = 3
+
+
+def settings(redis_url: str, prefix: str, partitions: int = N) -> Settings:
+    return Settings(url=redis_url, prefix=prefix, partitions=partitions, block_ms=100,
+                    heartbeat_interval=0.5, worker_timeout=2.0, retry_backoff=0)
+
+
+def ids_in(partition: int, stem: str, count: int = 1) -> list[str]:
+    """Task ids that hash to ``partition``."""
+    picked = (f"{stem}{i}" for i in itertools.count())
+    return list(itertools.islice((t for t in picked if partition_of(t, N) == partition), count))
+
+
+@asynccontextmanager
+async def running(redis_url: str, prefix: str, handler: Any,
+                  coordinator: bool = True) -> AsyncIterator[tuple[AsyncClient, Worker]]:
+    s = settings(redis_url, prefix)
+    client = AsyncClient(settings=s)
+    worker = Worker(handler, role="role", settings=s, concurrency=4, coordinator=coordinator)
+    task = asyncio.create_task(worker.run())
+    await asyncio.wait_for(worker.ready.wait(), 10)
+    try:
+        yield client, worker
+    finally:
+        worker.stop()
+        await asyncio.wait_for(task, 20)
+        await client.close()
+
+
+async def echo(data: Any) -> Any:
+    return data
+
+
+async def test_tasks_spread_over_the_partitions_and_each_runs_once(
+        redis_url: str, prefix: str, sync_redis: redis.Redis) -> None:
+    seen: list[int] = []
+
+    async def record(n: int) -> int:
+        seen.append(n)
+        return n * 2
+
+    async with running(redis_url, prefix, record) as (client, _):
+        ids = await client.enqueue_many("role", range(300))
+        results = await client.wait_many(ids, timeout=30)
+        stats = await client.stats()
+    assert [r.output for r in results] == [n * 2 for n in range(300)]
+    assert sorted(seen) == list(range(300))
+    homes = [partition_of(t, N) for t in ids]
+    for k in range(N):
+        keys = Keys(prefix, k)
+        assert sync_redis.exists(keys.task(ids[homes.index(k)]))
+        assert sync_redis.sismember(keys.roles, "role")
+    assert homes.count(0) < 200  # spread, not all in one partition
+    assert sync_redis.get(Keys(prefix).partitions) == str(N).encode()
+    assert stats.overall.completed == 300  # every partition's statistics, summed
+
+
+async def test_a_dependency_in_another_partition_is_released_by_the_coordinator(
+        redis_url: str, prefix: str) -> None:
+    a, = ids_in(0, "a")
+    b, = ids_in(1, "b")
+    c, = ids_in(2, "c")
+
+    async def handler(data: Any) -> Any:
+        from ceylon_redis import current_task
+        ctx = current_task()
+        return {"data": data, "deps": ctx.dependency_data}
+
+    async with running(redis_url, prefix, handler) as (client, worker):
+        await client.enqueue("role", "A", task_id=a, delay=0.3)
+        await client.enqueue("role", "B", task_id=b, depends_on=[a])
+        await client.enqueue("role", "C", task_id=c, depends_on=[a, b])
+        result = await client.wait(c, timeout=15)
+        # A prerequisite already final when its dependent is enqueued: released at once.
+        late, = ids_in(1, "late")
+        await client.enqueue("role", "L", task_id=late, depends_on=[c])
+        late_result = await client.wait(late, timeout=15)
+        released = worker.coordinator.released if worker.coordinator else 0
+    assert result.output["deps"][b]["data"] == "B"
+    assert result.output["deps"][a]["data"] == "A"
+    assert late_result.output["deps"][c]["data"] == "C"
+    assert released == 4
+
+
+async def test_a_failure_in_another_partition_follows_each_edge_policy(
+        redis_url: str, prefix: str) -> None:
+    bad, = ids_in(0, "bad")
+    cancelled, grand = ids_in(1, "cancel", 2)
+    runs, = ids_in(2, "run")
+    ignores, = ids_in(2, "ignore")
+
+    async def handler(data: Any) -> Any:
+        from ceylon_redis import current_task
+        if data == "boom":
+            raise RuntimeError("boom")
+        return dict(current_task().failed_dependencies)
+
+    async with running(redis_url, prefix, handler) as (client, _):
+        await client.enqueue("role", "boom", task_id=bad, delay=0.3)
+        await client.enqueue("role", "x", task_id=cancelled, depends_on=[bad])
+        await client.enqueue("role", "x", task_id=grand, depends_on=[cancelled])
+        await client.enqueue("role", "x", task_id=runs, depends_on=[Dep(bad, on_failure="run")])
+        await client.enqueue("role", "x", task_id=ignores, depends_on=[bad], on_failure="ignore")
+        out = dict(zip((cancelled, grand, runs, ignores), await client.wait_many(
+            [cancelled, grand, runs, ignores], timeout=15)))
+        # Enqueueing on a prerequisite that failed is refused on a cancel edge only.
+        with pytest.raises(DependencyError, match=bad):
+            await client.enqueue("role", "x", depends_on=[bad])
+        with pytest.raises(UnknownTaskError, match="nope"):
+            await client.enqueue("role", "x", depends_on=["nope"])
+    assert out[cancelled].status is TaskStatus.CANCELLED
+    assert out[cancelled].error.startswith(f"dependency {bad} failed")
+    assert out[grand].status is TaskStatus.CANCELLED
+    assert out[runs].success and "boom" in out[runs].output[bad]
+    assert out[ignores].success and out[ignores].output == {}
+
+
+async def test_a_graph_lives_in_its_graph_ids_partition(
+        redis_url: str, prefix: str, sync_redis: redis.Redis) -> None:
+    gid = "graph-1"
+    tasks = [TaskDef("role", n, id=f"g-{n}", depends_on=[f"g-{n - 1}"] if n else [])
+             for n in range(6)]
+    async with running(redis_url, prefix, echo) as (client, _):
+        graph = await client.enqueue_graph(tasks, graph_id=gid)
+        results = await graph.wait(timeout=15)
+        info = await client.get("g-5")  # not in its own id's partition: found by a probe
+        handle = client.graph(gid)
+        status = (await handle.info()).status
+    home = Keys(prefix, partition_of(gid, N))
+    assert [r.output for r in results] == list(range(6))
+    assert all(sync_redis.exists(home.task(f"g-{n}")) for n in range(6))
+    assert info.status is TaskStatus.COMPLETED and status == "completed"
+
+
+async def test_every_process_must_agree_on_the_partition_count(
+        redis_url: str, prefix: str) -> None:
+    async with AsyncClient(settings=settings(redis_url, prefix)) as first:
+        await first.enqueue("role", 1)
+    async with AsyncClient(settings=settings(redis_url, prefix, partitions=2)) as other:
+        with pytest.raises(ValidationError, match=f"{N} partition.*say 2"):
+            await other.enqueue("role", 1)
+    worker = Worker(echo, role="role", settings=settings(redis_url, prefix, partitions=1))
+    with pytest.raises(ValidationError, match=f"{N} partition.*say 1"):
+        await worker.run()
+    await worker.redis.aclose()
+    with pytest.raises(ValidationError, match="partitions"):
+        Settings(partitions=0)
+
+
+async def test_a_release_applied_twice_or_before_its_dependent_exists_counts_once(
+        redis_url: str, prefix: str, sync_redis: redis.Redis) -> None:
+    """What a coordinator crash (a release applied again) or a race with the dependent's
+    enqueue (its release first) leave: the dependent runs once, with the output."""
+    s = settings(redis_url, prefix)
+    async with AsyncClient(settings=s) as client:
+        p, = ids_in(0, "p")
+        dep, = ids_in(1, "d")
+        await client.enqueue("role", "P", task_id=p)
+        base = Keys(prefix, 1).base
+        from ceylon_redis.codec import encode
+        for _ in range(2):  # the release comes twice, before its dependent exists
+            await client.scripts.release(keys=[base], args=[dep, p, "COMPLETED", encode("out")])
+        await client.enqueue("role", "D", task_id=dep, depends_on=[p])
+        await client.scripts.release(keys=[base], args=[dep, p, "COMPLETED", encode("out")])
+        assert (await client.get(dep)).status is TaskStatus.QUEUED
+    assert sync_redis.xlen(Keys(prefix, 1).stream("role")) == 1
+    assert not sync_redis.exists(Keys(prefix, 1).task(dep) + ":early")
