@@ -56,6 +56,7 @@ import redis
 
 import ceylon_redis
 from ceylon_redis import AsyncClient, Client, TaskTimeoutError
+from ceylon_redis.connection import sync_redis
 from ceylon_redis.settings import DEFAULT_URL, redact_url, url_from_env
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -203,15 +204,16 @@ class WorkerProcess:
 
     live: list[WorkerProcess] = []
 
-    def __init__(self, url: str, prefix: str, target: str, role: str, concurrency: int) -> None:
+    def __init__(self, url: str, prefix: str, target: str, role: str, concurrency: int,
+                 env_extra: dict[str, str] | None = None) -> None:
         self.workers_key = "{" + prefix + "}:workers"
-        env = dict(os.environ)
+        env = {**os.environ, **(env_extra or {})}
         env.update(CEYLON_REDIS_URL=url, CEYLON_REDIS_PREFIX=prefix,
                    CEYLON_REDIS_LOG_LEVEL="INFO", PYTHONUNBUFFERED="1")
         env.pop("CEYLON_REDIS_LOG_JSON", None)
         env["PYTHONPATH"] = os.pathsep.join(
             p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p)
-        self._redis = redis.Redis.from_url(url)
+        self._redis = sync_redis(url)  # any URL form, a cluster's too
         self.log: list[str] = []
         self.ready_at: float | None = None
         self.spawned_at = time.perf_counter()

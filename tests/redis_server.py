@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import os
-import random
 import shutil
-import socket
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -14,32 +12,14 @@ from pathlib import Path
 import pytest
 import redis
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _free_cluster_port() -> int:
-    """A free port whose cluster bus port (10000 higher) is free too."""
-    for _ in range(100):
-        port = random.randint(20000, 40000)
-        try:
-            for p in (port, port + 10000):
-                with socket.socket() as s:
-                    s.bind(("127.0.0.1", p))
-        except OSError:
-            continue
-        return port
-    raise RuntimeError("no free pair of ports for a cluster node")
+from benchmarks.redis_server import free_cluster_port, free_port
 
 
 class RedisServer:
     """A throwaway redis-server on a free loopback port."""
 
     def __init__(self, workdir: Path, *extra: str) -> None:
-        self.port = _free_port()
+        self.port = free_port()
         self.workdir = workdir
         self.extra = list(extra)
         """More redis-server arguments (ACL users, TLS ports...)."""
@@ -102,7 +82,7 @@ class SentinelSet:
         self.down_after_ms = down_after_ms
         self.master = RedisServer(workdir / "master")
         self.replica = RedisServer(workdir / "replica")
-        self.sentinel_ports = [_free_port() for _ in range(3)]
+        self.sentinel_ports = [free_port() for _ in range(3)]
         self.sentinels: list[subprocess.Popen[bytes]] = []
 
     @property
@@ -185,7 +165,7 @@ class ClusterSet:
 
     def start(self) -> None:
         for node in self.nodes:
-            node.port = _free_cluster_port()
+            node.port = free_cluster_port()
             node.workdir.mkdir(parents=True, exist_ok=True)
             node.extra += ["--cluster-enabled", "yes", "--cluster-config-file",
                            str(node.workdir / "nodes.conf"), "--cluster-node-timeout", "2000"]
