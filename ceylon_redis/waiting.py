@@ -88,6 +88,8 @@ class AsyncWaiter:
             self._pubsub = pubsub
             try:
                 await pubsub.subscribe(self.channel)
+                # Watching before Redis confirms could miss a reply, and hides a refusal.
+                await pubsub.get_message(timeout=1.0)
                 assert self._ready is not None
                 self._ready.set()
                 if not first:  # completions published while we were away: ask again
