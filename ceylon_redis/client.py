@@ -55,6 +55,8 @@ from .waiting import AsyncWaiter, OnResult, SyncWaiter, check_on_result
 _BATCH = 1000
 _Self = TypeVar("_Self", bound="_Base")
 _ENTRY_ID = re.compile(r"^\d+-\d+$")
+_UNKNOWN_TASK = "unknown task"
+"""How dead_retry.lua's reason for a task it did not find begins."""
 
 DEAD_LETTER_SCAN = 10_000
 """Newest dead letters read to count them per role (a malformed entry's role is "")."""
@@ -145,6 +147,10 @@ class _Base:
         lives in its graph's)."""
         home = self.parts.home(check_task_id(task_id))
         return [home, *self.parts.others(home)]
+
+    def _dead_homes(self, id: str) -> list[Keys]:
+        """Where a dead letter may be: any partition for an entry id, else its task's."""
+        return self.parts.all if _ENTRY_ID.match(id) else self._homes(id)
 
     def _cancel_args(self, task_id: str, reason: str | None) -> list[Any]:
         return [reason or "cancelled", "", check_task_id(task_id)]
@@ -459,7 +465,11 @@ class AsyncClient(_Base):
                 for (wid, score), info in zip(entries, infos)]
 
     async def dead_letters(self, role: str | None = None, limit: int = 100) -> list[DeadLetter]:
-        """The newest dead letters first (of one role if given)."""
+        """The newest dead letters first (of one role if given), from every partition."""
+        return _newest([await view._dead_letters_here(role, limit) for view in self._views()],
+                       limit)
+
+    async def _dead_letters_here(self, role: str | None, limit: int) -> list[DeadLetter]:
         out: list[DeadLetter] = []
         end = "+"
         while len(out) < limit:
@@ -473,12 +483,11 @@ class AsyncClient(_Base):
 
     async def dead_letter(self, id: str) -> DeadLetter:
         """The dead letter of a task (by task id, or by its entry id on ``{P}:dead``)."""
-        entry = id if _ENTRY_ID.match(id) else await self.redis.hget(
-            self.keys.task(check_task_id(id)), "dead")
-        rows = await self.redis.xrange(self.keys.dead, min=entry, max=entry) if entry else []
-        if not rows:
-            raise UnknownTaskError(f"no dead letter for {id}")
-        return parse_dead_letter(*rows[0])
+        for keys in self._dead_homes(id):
+            entry = id if _ENTRY_ID.match(id) else await self.redis.hget(keys.task(id), "dead")
+            if entry and (rows := await self.redis.xrange(keys.dead, min=entry, max=entry)):
+                return parse_dead_letter(*rows[0])
+        raise UnknownTaskError(f"no dead letter for {id}")
 
     async def retry_dead(self, task_ids: Sequence[str] | None = None) -> DeadRetry:
         """Run dead-lettered tasks again with a fresh attempt budget (all when no ids).
@@ -490,38 +499,50 @@ class AsyncClient(_Base):
         if task_ids is not None:
             ids = [check_task_id(t) for t in task_ids]
             for i in range(0, len(ids), _BATCH):
-                await self._retry_dead_batch(ids[i:i + _BATCH], report)
+                unknown: dict[str, str] = {}
+                for keys, group in self.parts.probes(ids[i:i + _BATCH], unknown.__contains__):
+                    await self._retry_dead_batch(keys, group, report, unknown)
+                report.skipped.update(unknown)
             return report
-        start = "-"
-        while rows := await self.redis.xrange(self.keys.dead, min=start, count=_BATCH):
-            await self._retry_dead_batch(self._dead_page(rows, report), report)
-            start = "(" + rows[-1][0].decode()
+        for view in self._views():
+            start = "-"
+            while rows := await self.redis.xrange(view.keys.dead, min=start, count=_BATCH):
+                unknown = {}
+                await self._retry_dead_batch(view.keys, self._dead_page(rows, report), report,
+                                             unknown)
+                report.skipped.update(unknown)
+                start = "(" + rows[-1][0].decode()
         return report
 
-    async def _retry_dead_batch(self, ids: list[str], report: DeadRetry) -> None:
-        retried, graphs, skipped = await self.scripts.dead_retry(keys=[self.keys.base],
-                                                                 args=ids)
-        report.retried += int(retried)
-        report.skipped.update(_pairs(skipped))
-        for gid in graphs:
-            report.retried += await self.graph(gid.decode()).retry_failed()
+    async def _retry_dead_batch(self, keys: Keys, ids: list[str], report: DeadRetry,
+                                unknown: dict[str, str]) -> None:
+        reply = await self.scripts.dead_retry(keys=[keys.base], args=ids)
+        for gid in _note_dead_retry(ids, reply, report, unknown):
+            report.retried += await self.graph(gid).retry_failed()
 
     async def dead_letter_count(self) -> int:
-        """Dead letters kept, all roles together."""
-        return int(await self.redis.xlen(self.keys.dead))
+        """Dead letters kept, all roles and partitions together."""
+        return sum([int(await self.redis.xlen(keys.dead)) for keys in self.parts.all])
 
     async def dead_letter_counts(self, scan: int = DEAD_LETTER_SCAN) -> dict[str, int]:
-        """Dead letters per role, read from the newest ``scan``; older ones count under "?"."""
-        async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.xlen(self.keys.dead)
-            pipe.xrevrange(self.keys.dead, count=scan)
-            total, rows = await pipe.execute()
-        return _dead_by_role(int(total), rows)
+        """Dead letters per role, read from each partition's newest ``scan``; older ones
+        count under "?"."""
+        counts: list[dict[str, int]] = []
+        for keys in self.parts.all:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                pipe.xlen(keys.dead)
+                pipe.xrevrange(keys.dead, count=scan)
+                total, rows = await pipe.execute()
+            counts.append(_dead_by_role(int(total), rows))
+        return _sum_counts(counts)
 
     async def purge(self, role: str, reason: str = "purged") -> int:
         """Cancel every task of ``role`` that has not started: ready, scheduled and waiting
         ones (their dependents settle as for any cancel). Running tasks are left alone;
         returns how many were cancelled."""
+        return sum([await view._purge_here(role, reason) for view in self._views()])
+
+    async def _purge_here(self, role: str, reason: str) -> int:
         async with self.redis.pipeline(transaction=False) as pipe:
             self._purge_reads(pipe, role)
             ids, start = self._purge_start(await pipe.execute(raise_on_error=False))
@@ -541,6 +562,9 @@ class AsyncClient(_Base):
 
     async def purge_dead(self, ids: Sequence[str] | None = None) -> int:
         """Forget dead letters (all when no ids); the tasks' hashes expire with their TTL."""
+        return sum([await view._purge_dead_here(ids) for view in self._views()])
+
+    async def _purge_dead_here(self, ids: Sequence[str] | None) -> int:
         if ids is None:
             n = int(await self.redis.xlen(self.keys.dead))
             await self.redis.delete(self.keys.dead)
@@ -749,7 +773,11 @@ class Client(_Base):
                 for (wid, score), info in zip(entries, infos)]
 
     def dead_letters(self, role: str | None = None, limit: int = 100) -> list[DeadLetter]:
-        """The newest dead letters first (of one role if given)."""
+        """The newest dead letters first (of one role if given), from every partition."""
+        return _newest([view._dead_letters_here(role, limit) for view in self._views()],
+                       limit)
+
+    def _dead_letters_here(self, role: str | None, limit: int) -> list[DeadLetter]:
         out: list[DeadLetter] = []
         end = "+"
         while len(out) < limit:
@@ -763,12 +791,11 @@ class Client(_Base):
 
     def dead_letter(self, id: str) -> DeadLetter:
         """The dead letter of a task (by task id, or by its entry id on ``{P}:dead``)."""
-        entry = id if _ENTRY_ID.match(id) else self.redis.hget(
-            self.keys.task(check_task_id(id)), "dead")
-        rows = self.redis.xrange(self.keys.dead, min=entry, max=entry) if entry else []
-        if not rows:
-            raise UnknownTaskError(f"no dead letter for {id}")
-        return parse_dead_letter(*rows[0])
+        for keys in self._dead_homes(id):
+            entry = id if _ENTRY_ID.match(id) else self.redis.hget(keys.task(id), "dead")
+            if entry and (rows := self.redis.xrange(keys.dead, min=entry, max=entry)):
+                return parse_dead_letter(*rows[0])
+        raise UnknownTaskError(f"no dead letter for {id}")
 
     def retry_dead(self, task_ids: Sequence[str] | None = None) -> DeadRetry:
         """Run dead-lettered tasks again with a fresh attempt budget (all when no ids).
@@ -780,38 +807,50 @@ class Client(_Base):
         if task_ids is not None:
             ids = [check_task_id(t) for t in task_ids]
             for i in range(0, len(ids), _BATCH):
-                self._retry_dead_batch(ids[i:i + _BATCH], report)
+                unknown: dict[str, str] = {}
+                for keys, group in self.parts.probes(ids[i:i + _BATCH], unknown.__contains__):
+                    self._retry_dead_batch(keys, group, report, unknown)
+                report.skipped.update(unknown)
             return report
-        start = "-"
-        while rows := self.redis.xrange(self.keys.dead, min=start, count=_BATCH):
-            self._retry_dead_batch(self._dead_page(rows, report), report)
-            start = "(" + rows[-1][0].decode()
+        for view in self._views():
+            start = "-"
+            while rows := self.redis.xrange(view.keys.dead, min=start, count=_BATCH):
+                unknown = {}
+                self._retry_dead_batch(view.keys, self._dead_page(rows, report), report,
+                                             unknown)
+                report.skipped.update(unknown)
+                start = "(" + rows[-1][0].decode()
         return report
 
-    def _retry_dead_batch(self, ids: list[str], report: DeadRetry) -> None:
-        retried, graphs, skipped = self.scripts.dead_retry(keys=[self.keys.base],
-                                                                 args=ids)
-        report.retried += int(retried)
-        report.skipped.update(_pairs(skipped))
-        for gid in graphs:
-            report.retried += self.graph(gid.decode()).retry_failed()
+    def _retry_dead_batch(self, keys: Keys, ids: list[str], report: DeadRetry,
+                                unknown: dict[str, str]) -> None:
+        reply = self.scripts.dead_retry(keys=[keys.base], args=ids)
+        for gid in _note_dead_retry(ids, reply, report, unknown):
+            report.retried += self.graph(gid).retry_failed()
 
     def dead_letter_count(self) -> int:
-        """Dead letters kept, all roles together."""
-        return int(self.redis.xlen(self.keys.dead))
+        """Dead letters kept, all roles and partitions together."""
+        return sum([int(self.redis.xlen(keys.dead)) for keys in self.parts.all])
 
     def dead_letter_counts(self, scan: int = DEAD_LETTER_SCAN) -> dict[str, int]:
-        """Dead letters per role, read from the newest ``scan``; older ones count under "?"."""
-        with self.redis.pipeline(transaction=False) as pipe:
-            pipe.xlen(self.keys.dead)
-            pipe.xrevrange(self.keys.dead, count=scan)
-            total, rows = pipe.execute()
-        return _dead_by_role(int(total), rows)
+        """Dead letters per role, read from each partition's newest ``scan``; older ones
+        count under "?"."""
+        counts: list[dict[str, int]] = []
+        for keys in self.parts.all:
+            with self.redis.pipeline(transaction=False) as pipe:
+                pipe.xlen(keys.dead)
+                pipe.xrevrange(keys.dead, count=scan)
+                total, rows = pipe.execute()
+            counts.append(_dead_by_role(int(total), rows))
+        return _sum_counts(counts)
 
     def purge(self, role: str, reason: str = "purged") -> int:
         """Cancel every task of ``role`` that has not started: ready, scheduled and waiting
         ones (their dependents settle as for any cancel). Running tasks are left alone;
         returns how many were cancelled."""
+        return sum([view._purge_here(role, reason) for view in self._views()])
+
+    def _purge_here(self, role: str, reason: str) -> int:
         with self.redis.pipeline(transaction=False) as pipe:
             self._purge_reads(pipe, role)
             ids, start = self._purge_start(pipe.execute(raise_on_error=False))
@@ -831,6 +870,9 @@ class Client(_Base):
 
     def purge_dead(self, ids: Sequence[str] | None = None) -> int:
         """Forget dead letters (all when no ids); the tasks' hashes expire with their TTL."""
+        return sum([view._purge_dead_here(ids) for view in self._views()])
+
+    def _purge_dead_here(self, ids: Sequence[str] | None) -> int:
         if ids is None:
             n = int(self.redis.xlen(self.keys.dead))
             self.redis.delete(self.keys.dead)
@@ -865,6 +907,35 @@ def _merge_queues(per_partition: list[list[QueueInfo]]) -> list[QueueInfo]:
             ages = [a for a in (m.oldest_ready_age, q.oldest_ready_age) if a is not None]
             m.oldest_ready_age = max(ages) if ages else None
     return [merged[r] for r in sorted(merged)]
+
+
+def _newest(per_partition: list[list[DeadLetter]], limit: int) -> list[DeadLetter]:
+    """The newest ``limit`` dead letters of all partitions (entry ids order them in time)."""
+    rows = [d for ds in per_partition for d in ds]
+    if len(per_partition) > 1:
+        rows.sort(key=lambda d: tuple(int(p) for p in d.id.split("-")), reverse=True)
+    return rows[:limit]
+
+
+def _sum_counts(per_partition: list[dict[str, int]]) -> dict[str, int]:
+    total: dict[str, int] = {}
+    for counts in per_partition:
+        for role, n in counts.items():
+            total[role] = total.get(role, 0) + n
+    return total
+
+
+def _note_dead_retry(ids: list[str], reply: Any, report: DeadRetry,
+                     unknown: dict[str, str]) -> list[str]:
+    """Count a dead_retry.lua reply into ``report``; tasks it did not find go to ``unknown``
+    (the caller may look in another partition). Returns the graphs to retry."""
+    retried, graphs, skipped = reply
+    report.retried += int(retried)
+    for tid in ids:
+        unknown.pop(tid, None)
+    for tid, why in _pairs(skipped).items():
+        (unknown if why.startswith(_UNKNOWN_TASK) else report.skipped)[tid] = why
+    return [g.decode() for g in graphs]
 
 
 def _known(cancel_reply: Any) -> bool:

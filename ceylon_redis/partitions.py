@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import functools
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from .errors import ValidationError
 from .keys import Keys
-from .protocol import is_unknown_watch
 
 
 def partition_of(name: str, partitions: int) -> int:
@@ -44,18 +43,19 @@ class Partitions:
         """Every partition but ``keys``', in order: where a graph's task may also be."""
         return [k for k in self.all if k.partition != keys.partition]
 
-    def probes(self, ids: list[str], found: dict[str, Any]) -> Iterator[tuple[Keys, list[str]]]:
-        """Where to look for tasks: each id's home partition first, then, for the ids whose
-        reply the caller put in ``found`` as unknown (a graph's task lives in its graph's
+    def probes(self, ids: list[str],
+               missing: Callable[[str], bool]) -> Iterator[tuple[Keys, list[str]]]:
+        """Where to look for tasks: each id's home partition first, then, for the ids the
+        caller still finds ``missing`` after each look (a graph's task lives in its graph's
         partition), every other partition in turn until found."""
         by_home: dict[Keys, list[str]] = {}
         for tid in ids:
             by_home.setdefault(self.home(tid), []).append(tid)
         yield from by_home.items()
         for keys in self.all if self.count > 1 else ():
-            missing = [t for t in ids if is_unknown_watch(found[t]) and self.home(t) != keys]
-            if missing:
-                yield keys, missing
+            group = [t for t in ids if missing(t) and self.home(t) != keys]
+            if group:
+                yield keys, group
 
     def _mismatch(self, recorded: Any) -> ValidationError | None:
         theirs = int(recorded) if recorded is not None else 1

@@ -25,7 +25,7 @@ from loguru import logger
 from .errors import TaskTimeoutError, ValidationError
 from .models import TaskResult
 from .partitions import Partitions
-from .protocol import parse_notification, parse_watch
+from .protocol import is_unknown_watch, parse_notification, parse_watch
 
 _CHUNK = 1000
 
@@ -125,7 +125,7 @@ class AsyncWaiter:
 
     async def _watch_chunk(self, ids: list[str]) -> None:
         found: dict[str, Any] = {}
-        for keys, group in self._parts.probes(ids, found):
+        for keys, group in self._parts.probes(ids, lambda t: is_unknown_watch(found[t])):
             found.update(zip(group, await self._watch(keys=[keys.base],
                                                       args=[self.channel, *group])))
         for task_id, reply in found.items():
@@ -283,7 +283,7 @@ class SyncWaiter:
 
     def _watch_chunk(self, ids: list[str]) -> None:
         found: dict[str, Any] = {}
-        for keys, group in self._parts.probes(ids, found):
+        for keys, group in self._parts.probes(ids, lambda t: is_unknown_watch(found[t])):
             found.update(zip(group, self._watch(keys=[keys.base], args=[self.channel, *group])))
         for task_id, reply in found.items():
             try:

@@ -18,6 +18,7 @@ import redis
 
 from ceylon_redis import (
     AsyncClient,
+    Client,
     Dep,
     DependencyError,
     TaskDef,
@@ -198,3 +199,63 @@ async def test_a_release_applied_twice_or_before_its_dependent_exists_counts_onc
         assert (await client.get(dep)).status is TaskStatus.QUEUED
     assert sync_redis.xlen(Keys(prefix, 1).stream("role")) == 1
     assert not sync_redis.exists(Keys(prefix, 1).task(dep) + ":early")
+
+
+async def test_dead_letters_of_every_partition_are_listed_retried_and_purged(
+        redis_url: str, prefix: str) -> None:
+    lone = [ids_in(p, f"dead{p}-")[0] for p in range(N)]
+    gid = ids_in(0, "dgraph")[0]
+    in_graph = ids_in(1, "dg-")[0]  # lives in the graph's partition 0, not its own
+    healed = False
+
+    async def handler(data: Any) -> Any:
+        if not healed:
+            raise RuntimeError(f"bad {data}")
+        return data
+
+    async with running(redis_url, prefix, handler) as (client, _):
+        for tid in lone:
+            await client.enqueue("role", tid, task_id=tid, max_attempts=1)
+        await client.enqueue_graph([TaskDef("role", in_graph, id=in_graph, max_attempts=1)],
+                                   graph_id=gid)
+        every = [*lone, in_graph]
+        assert not any(r.success for r in await client.wait_many(every, timeout=15))
+
+        letters = await client.dead_letters()
+        assert sorted(d.task_id for d in letters) == sorted(every)
+        assert [d.id for d in letters] == sorted(
+            (d.id for d in letters), key=lambda e: tuple(map(int, e.split("-"))), reverse=True)
+        assert await client.dead_letter_count() == 4
+        assert await client.dead_letter_counts() == {"role": 4}
+        letter = await client.dead_letter(in_graph)
+        assert letter.error.startswith(f"RuntimeError: bad {in_graph}")
+        with Client(settings=settings(redis_url, prefix)) as blocking:  # the CLI's client
+            assert blocking.dead_letter_counts() == {"role": 4}
+            assert [d.id for d in blocking.dead_letters()] == [d.id for d in letters]
+            assert blocking.dead_letter(in_graph).task_id == in_graph
+        by_entry = next(d for d in letters if d.task_id == lone[2])
+        assert (await client.dead_letter(by_entry.id)).task_id == lone[2]
+
+        healed = True
+        report = await client.retry_dead([lone[1], in_graph, "nope"])
+        assert report.retried == 2
+        assert list(report.skipped) == ["nope"] and "unknown task" in report.skipped["nope"]
+        report = await client.retry_dead()
+        assert report.retried == 2 and report.skipped == {}
+        assert [r.output for r in await client.wait_many(every, timeout=15)] == every
+        assert await client.dead_letter_count() == 0
+
+        healed = False
+        more = [ids_in(p, f"again{p}-")[0] for p in range(N)]
+        for tid in more:
+            await client.enqueue("role", tid, task_id=tid, max_attempts=1)
+        await client.wait_many(more, timeout=15)
+        assert await client.purge_dead([more[2]]) == 1
+        assert await client.purge_dead() == 2
+        assert await client.dead_letters() == []
+
+        later = [ids_in(p, f"later{p}-")[0] for p in range(N)]
+        for tid in later:
+            await client.enqueue("role", tid, task_id=tid, delay=60)
+        assert await client.purge("role") == 3
+        assert {(await client.get(t)).status for t in later} == {TaskStatus.CANCELLED}
