@@ -351,6 +351,17 @@ class AsyncClient(_Base):
                 break
         return _cancelled(task_id, reply)
 
+    async def _link(self, links: list[Link]) -> list[Link]:
+        """Run link.lua for each edge where its prerequisite lives; the edges not found."""
+        missing = []
+        for link in links:
+            for at in self._homes(link.prerequisite):
+                if link.settled(await self.scripts.link(keys=[at.base], args=link.args())):
+                    break
+            else:
+                missing.append(link)
+        return missing
+
     async def _run_enqueue(self, specs: list[TaskSpec], graph_id: str = "",
                            graph_ttl: int = 0) -> None:
         """Link, then run the enqueue script once per batch and partition; WAIT if asked."""
@@ -358,12 +369,8 @@ class AsyncClient(_Base):
         if not self._checked:
             await self.parts.check_async(self.redis)
             self._checked = True
-        for link in links:
-            for at in self._homes(link.prerequisite):
-                if link.settled(await self.scripts.link(keys=[at.base], args=link.args())):
-                    break
-            else:
-                raise link.unknown()
+        if missing := await self._link(links):
+            raise missing[0].unknown()
         if not self.settings.wait_replicas:
             replies = []
             for keys, batches in calls:
@@ -645,6 +652,17 @@ class Client(_Base):
         self._run_enqueue(specs, gid, gttl)
         return Graph(self, gid, [s.id for s in specs])
 
+    def _link(self, links: list[Link]) -> list[Link]:
+        """Run link.lua for each edge where its prerequisite lives; the edges not found."""
+        missing = []
+        for link in links:
+            for at in self._homes(link.prerequisite):
+                if link.settled(self.scripts.link(keys=[at.base], args=link.args())):
+                    break
+            else:
+                missing.append(link)
+        return missing
+
     def _run_enqueue(self, specs: list[TaskSpec], graph_id: str = "",
                      graph_ttl: int = 0) -> None:
         """Link, then run the enqueue script once per batch and partition; WAIT if asked."""
@@ -652,12 +670,8 @@ class Client(_Base):
         if not self._checked:
             self.parts.check(self.redis)
             self._checked = True
-        for link in links:
-            for at in self._homes(link.prerequisite):
-                if link.settled(self.scripts.link(keys=[at.base], args=link.args())):
-                    break
-            else:
-                raise link.unknown()
+        if missing := self._link(links):
+            raise missing[0].unknown()
         if not self.settings.wait_replicas:
             replies = []
             for keys, batches in calls:

@@ -11,12 +11,18 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import raise_for_script_error
 from .models import GraphInfo, TaskInfo, TaskResult
+from .partitions import relinks
 from .protocol import parse_graph, parse_task
 
 if TYPE_CHECKING:
     from .client import AsyncClient, Client
 
 GRAPH_CANCELLED = "graph {} cancelled"
+
+
+def _retry_args(graph_id: str, partitions: int) -> list[str]:
+    """graph_retry.lua's arguments: with partitions, edges from outside are linked again."""
+    return [graph_id, "1" if partitions > 1 else ""]
 
 
 def _ids(members: Any) -> list[str]:
@@ -66,9 +72,16 @@ class AsyncGraph:
         return int(reply[1])
 
     async def retry_failed(self) -> int:
-        """Run the failed and cancelled tasks again; returns how many were reset."""
-        reply = await self.client.scripts.graph_retry(keys=[self.keys.base], args=[self.id])
+        """Run the failed and cancelled tasks again; returns how many were reset.
+
+        With partitions, a retried task's prerequisites outside the graph release it again
+        through a coordinator; a retry cut off before that is mended by calling this again.
+        """
+        args = _retry_args(self.id, self.client.parts.count)
+        reply = await self.client.scripts.graph_retry(keys=[self.keys.base], args=args)
         raise_for_script_error(reply)
+        for link in await self.client._link(relinks(self.keys, reply[2])):
+            await self.client.scripts.release(keys=[self.keys.base], args=link.gone())
         return int(reply[1])
 
     async def wait(self, timeout: float | None = None) -> list[TaskResult]:
@@ -117,9 +130,16 @@ class Graph:
         return int(reply[1])
 
     def retry_failed(self) -> int:
-        """Run the failed and cancelled tasks again; returns how many were reset."""
-        reply = self.client.scripts.graph_retry(keys=[self.keys.base], args=[self.id])
+        """Run the failed and cancelled tasks again; returns how many were reset.
+
+        With partitions, a retried task's prerequisites outside the graph release it again
+        through a coordinator; a retry cut off before that is mended by calling this again.
+        """
+        args = _retry_args(self.id, self.client.parts.count)
+        reply = self.client.scripts.graph_retry(keys=[self.keys.base], args=args)
         raise_for_script_error(reply)
+        for link in self.client._link(relinks(self.keys, reply[2])):
+            self.client.scripts.release(keys=[self.keys.base], args=link.gone())
         return int(reply[1])
 
     def wait(self, timeout: float | None = None) -> list[TaskResult]:

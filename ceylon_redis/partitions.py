@@ -109,8 +109,20 @@ class Link:
                 f"prerequisite {self.prerequisite} of task {self.task_id} is {status}")
         return code == "OK"
 
+    def gone(self) -> list[str]:
+        """release.lua's arguments settling this edge as failed: its prerequisite is gone."""
+        return [self.task_id, self.prerequisite, "FAILED",
+                f"prerequisite {self.prerequisite} no longer exists (its result expired)"]
+
     def unknown(self) -> Exception:
         from .errors import UnknownTaskError
 
         return UnknownTaskError(f"prerequisite {self.prerequisite} of task {self.task_id} "
                                 "does not exist (never enqueued, or its result expired)")
+
+
+def relinks(to: Keys, flat: list[Any]) -> list[Link]:
+    """The edges graph_retry.lua asks to link again (triples: task, prerequisite, policy),
+    each never refused (upper-case policy)."""
+    text = [v.decode() if isinstance(v, bytes) else str(v) for v in flat]
+    return [Link(to, text[i], text[i + 1], text[i + 2].upper()) for i in range(0, len(text), 3)]

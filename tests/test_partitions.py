@@ -259,3 +259,48 @@ async def test_dead_letters_of_every_partition_are_listed_retried_and_purged(
             await client.enqueue("role", tid, task_id=tid, delay=60)
         assert await client.purge("role") == 3
         assert {(await client.get(t)).status for t in later} == {TaskStatus.CANCELLED}
+
+
+async def test_a_retried_graph_task_waits_again_on_its_prerequisite_in_another_partition(
+        redis_url: str, prefix: str, sync_redis: redis.Redis) -> None:
+    pre, gone = ids_in(1, "pre", 2)
+    gid, = ids_in(0, "rgraph")
+    home = Keys(prefix, 0)
+    failing = {"flaky", "solid"}
+
+    async def handler(data: Any) -> Any:
+        from ceylon_redis import current_task
+        if data in failing:
+            raise RuntimeError("not yet")
+        return {"data": data, "deps": current_task().dependency_data}
+
+    async with running(redis_url, prefix, handler) as (client, _):
+        await client.enqueue("role", "P", task_id=pre)
+        await client.enqueue("role", "G", task_id=gone, result_ttl=1)
+        await client.wait_many([pre, gone], timeout=15)
+        graph = await client.enqueue_graph([
+            TaskDef("role", "flaky", id="r-a", depends_on=[pre], max_attempts=1),
+            TaskDef("role", "down", id="r-b", depends_on=["r-a"]),
+            TaskDef("role", "solid", id="r-c", depends_on=[gone], max_attempts=1),
+        ], graph_id=gid)
+        assert not any(r.success for r in await graph.wait(timeout=15))
+        assert sync_redis.exists(home.task("r-a"))  # the graph's tasks live in its partition
+        failing.clear()
+
+        # A retry cut off after its script, before its links: the tasks wait, unreleased...
+        reply = await client.scripts.graph_retry(keys=[home.base], args=[gid, "1"])
+        assert reply[1] == 3 and len(reply[2]) == 6
+        await asyncio.sleep(0.5)
+        assert {(await client.get(t)).status for t in ("r-a", "r-c")} == {TaskStatus.WAITING}
+        for _ in range(50):  # gone's result expires meanwhile (result_ttl=1)
+            if not sync_redis.exists(Keys(prefix, 1).task(gone)):
+                break
+            await asyncio.sleep(0.1)
+        # ...until the next retry links them again: a final prerequisite releases at once,
+        # one that expired releases its dependent as failed, naming why.
+        assert await graph.retry_failed() == 0
+        out = {r.task_id: r for r in await graph.wait(timeout=15)}
+    assert out["r-a"].success and out["r-a"].output["deps"][pre]["data"] == "P"
+    assert out["r-b"].success
+    assert out["r-c"].status is TaskStatus.CANCELLED
+    assert f"prerequisite {gone} no longer exists" in (out["r-c"].error or "")

@@ -124,7 +124,7 @@ def test_graph_retry_reruns_the_failed_subtree_only(env: Env) -> None:
     assert (info.status, info.completed, info.failed, info.cancelled) == ("failed", 3, 1, 3)
     # in1 and in2 (its cancelled dependent); soft and after_soft ran on in1's failure, so
     # they run again; ignorer did not use in1; blocked and below would be cancelled again.
-    assert env.run("graph_retry", ["g"]) == [b"OK", 4]
+    assert env.run("graph_retry", ["g"]) == [b"OK", 4, []]
     assert env.h("in1")["status"] == "QUEUED" and env.h("in1")["attempt"] == "0"
     assert env.h("in2")["status"] == "WAITING" and env.r.hgetall(env.k.deps("in2")) == {
         b"in1": b"c"}
@@ -145,7 +145,7 @@ def test_graph_cancel_marks_the_graph(env: Env) -> None:
     info = ginfo(env, "g")
     assert (info.status, info.cancelled, info.done) == ("cancelled", 2, 2)
     assert env.h("a")["error"] == env.h("b")["error"] == "graph g cancelled"
-    assert env.run("graph_retry", ["g"]) == [b"OK", 2]
+    assert env.run("graph_retry", ["g"]) == [b"OK", 2, []]
     assert ginfo(env, "g").status == "running"
 
 

@@ -2,8 +2,15 @@
 -- downstream of them (say, on an on_failure="run" edge).
 --
 -- KEYS[1]  namespace base "{prefix}:"
--- ARGV[1]  graph id
--- Returns  {'OK', tasks retried} or {'ERR', 'UNKNOWN', detail}
+-- ARGV[1]  graph id; ARGV[2] '1' when the namespace has partitions, so every
+--          prerequisite outside the graph was linked (see link.lua)
+-- Returns  {'OK', tasks retried, {task id, prerequisite, policy, ...}} or
+--          {'ERR', 'UNKNOWN', detail}
+-- With partitions, a retried task waits again on each prerequisite outside
+-- the graph, and the caller links those edges again (link.lua, policy in upper
+-- case), the third element: a prerequisite already final is released at once
+-- through a coordinator. Edges of tasks still WAITING on such a prerequisite
+-- are returned too, so a retry cut off before linking is mended by another.
 -- Each such task starts over (attempts and crashes at 0): QUEUED when its
 -- prerequisites are settled, else WAITING on those being retried or still
 -- running. A task whose cancel-policy prerequisite failed outside the graph
@@ -12,7 +19,7 @@
 -- A retried task's dead letter is removed.
 --!include common.lua
 
-local base, gid = KEYS[1], ARGV[1]
+local base, gid, linked = KEYS[1], ARGV[1], ARGV[2] == '1'
 local gkey = graph_key(base, gid)
 if redis.call('EXISTS', gkey) == 0 then
   return {'ERR', 'UNKNOWN', 'graph ' .. gid .. ' does not exist (or expired)'}
@@ -28,6 +35,7 @@ for _, tid in ipairs(ids) do
   if f[1] == 'FAILED' or f[1] == 'CANCELLED' then retry[tid] = true end
 end
 
+local function outside(dep) return linked and not info[dep] end
 local function status_of(tid)
   if info[tid] then return info[tid].status end
   return redis.call('HGET', task_key(base, tid), 'status')
@@ -66,8 +74,16 @@ spread(nil,
     return (info[tid].policy[dep] or 'c') == 'c' and not retry[dep] and failed(status_of(dep))
   end)
 
-local n = 0
+local n, relink = 0, {}
 for _, tid in ipairs(ids) do
+  if not retry[tid] and info[tid].status == 'WAITING' and linked then
+    local deps = redis.call('HGETALL', task_key(base, tid) .. ':deps')
+    for k = 1, #deps, 2 do
+      if outside(deps[k]) then
+        for _, v in ipairs({tid, deps[k], deps[k + 1]}) do relink[#relink + 1] = v end
+      end
+    end
+  end
   if retry[tid] then
     local t, hkey = info[tid], task_key(base, tid)
     reset_for_rerun(base, hkey)
@@ -77,7 +93,10 @@ for _, tid in ipairs(ids) do
     local pending, failed_deps = {}, {}
     for _, dep in ipairs(t.deps) do
       local st = status_of(dep)
-      if retry[dep] or st == 'WAITING' or st == 'QUEUED' or st == 'RUNNING'
+      if outside(dep) then
+        table.insert(pending, dep)
+        for _, v in ipairs({tid, dep, t.policy[dep] or 'c'}) do relink[#relink + 1] = v end
+      elseif retry[dep] or st == 'WAITING' or st == 'QUEUED' or st == 'RUNNING'
          or st == 'SCHEDULED' then
         table.insert(pending, dep)
       elseif failed(st) and t.policy[dep] == 'r' then
@@ -91,7 +110,7 @@ for _, tid in ipairs(ids) do
       park(base, tid, hkey, t.role)
       for _, dep in ipairs(pending) do
         redis.call('HSET', hkey .. ':deps', dep, t.policy[dep] or 'c')
-        redis.call('SADD', task_key(base, dep) .. ':dependents', tid)
+        if not outside(dep) then redis.call('SADD', task_key(base, dep) .. ':dependents', tid) end
       end
     end
     n = n + 1
@@ -103,4 +122,4 @@ if n > 0 then
   redis.call('PERSIST', gkey .. ':tasks')
   for _, tid in ipairs(ids) do redis.call('PERSIST', task_key(base, tid)) end
 end
-return {'OK', n}
+return {'OK', n, relink}

@@ -3,7 +3,10 @@
 --
 -- KEYS[1]  this partition's base "{prefix~k}:"
 -- ARGV[1]  the dependent's partition base, ARGV[2] the dependent's id,
---          then pairs: prerequisite id, policy (c, r or i; see enqueue.lua)
+--          then pairs: prerequisite id, policy (c, r or i; see enqueue.lua).
+--          Upper case C R I (a graph's retry linking an edge again): never
+--          refused; a failed prerequisite is released like any other and the
+--          dependent's own policy settles it there.
 -- Returns  {'OK'}; or {'UNKNOWN', id} (not in this partition: it may be a
 --          graph's task elsewhere) or {'DEPENDENCY', id, status} (failed on a
 --          cancel edge), and nothing written. A prerequisite not yet final
