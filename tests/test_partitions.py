@@ -304,3 +304,25 @@ async def test_a_retried_graph_task_waits_again_on_its_prerequisite_in_another_p
     assert out["r-b"].success
     assert out["r-c"].status is TaskStatus.CANCELLED
     assert f"prerequisite {gone} no longer exists" in (out["r-c"].error or "")
+
+
+async def test_a_dead_letter_retried_gets_its_inputs_from_another_partition_again(
+        redis_url: str, prefix: str) -> None:
+    pre, = ids_in(1, "xpre")
+    dep, = ids_in(2, "xdep")
+    failing = True
+
+    async def handler(data: Any) -> Any:
+        from ceylon_redis import current_task
+        if data == "dep" and failing:
+            raise RuntimeError("not yet")
+        return {"data": data, "deps": current_task().dependency_data}
+
+    async with running(redis_url, prefix, handler) as (client, _):
+        await client.enqueue("role", "pre", task_id=pre)
+        await client.enqueue("role", "dep", task_id=dep, depends_on=[pre], max_attempts=1)
+        assert not (await client.wait(dep, timeout=15)).success
+        failing = False
+        assert (await client.retry_dead([dep])).retried == 1
+        result = await client.wait(dep, timeout=15)
+    assert result.success and result.output["deps"] == {pre: {"data": "pre", "deps": {}}}

@@ -25,6 +25,7 @@ for _, tid in ipairs(ARGV) do
   else
     reset_for_rerun(base, hkey)
     redis.call('PERSIST', hkey)
+    redis.call('PERSIST', hkey .. ':xout')
     push_ready(base, tid, hkey, f[4])
     retried = retried + 1
   end

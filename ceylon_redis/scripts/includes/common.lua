@@ -230,12 +230,17 @@ local function finalize(base, id, status, output, err, now, ran)
       redis.call('HDEL', hkey, 'entry', 'error')
     end
     redis.call('HSET', hkey, unpack(fields))
+    -- A standalone task keeps the outputs it was given from other partitions
+    -- (:xout) as long as itself, for a dead-letter retry; a graph's retry links again.
     if f[3] then
       graph_settled(base, f[3], st)
+      redis.call('DEL', hkey .. ':xout')
     else
-      redis.call('EXPIRE', hkey, tonumber(f[2] or '') or DEFAULT_TTL)
+      local ttl = tonumber(f[2] or '') or DEFAULT_TTL
+      redis.call('EXPIRE', hkey, ttl)
+      redis.call('EXPIRE', hkey .. ':xout', ttl)
     end
-    redis.call('DEL', hkey .. ':deps', hkey .. ':xout', hkey .. ':early')
+    redis.call('DEL', hkey .. ':deps', hkey .. ':early')
     if f[8] == 'WAITING' or f[8] == 'CANCELLING' then
       redis.call('SREM', waiting_key(base, f[1] or ''), tid)
     elseif f[8] == 'SCHEDULED' then
