@@ -8,9 +8,12 @@ different prefixes spread over the shards.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+import redis
 import redis.asyncio.cluster as async_cluster
 import redis.cluster as sync_cluster
 
@@ -45,22 +48,57 @@ def _parse(url: str) -> tuple[list[tuple[str, int]], dict[str, Any]]:
     return nodes, {k: v for k, v in auth.items() if v is not None}
 
 
+@contextlib.contextmanager
+def _unreachable_as_connection_error() -> Iterator[None]:
+    """redis-py reports "no node reachable" as a RedisClusterException; make it the
+    ConnectionError it is, so daemons wait it out and producers explain it as for one Redis."""
+    try:
+        yield
+    except redis.exceptions.RedisClusterException as exc:
+        if "cannot be connected" not in str(exc):
+            raise
+        raise redis.ConnectionError(str(exc)) from exc
+
+
+class Cluster(sync_cluster.RedisCluster):
+    """The blocking cluster client, whose unreachable cluster is a ConnectionError."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        with _unreachable_as_connection_error():
+            super().__init__(*args, **kwargs)
+
+    def execute_command(self, *args: Any, **kwargs: Any) -> Any:
+        with _unreachable_as_connection_error():
+            return super().execute_command(*args, **kwargs)  # type: ignore[no-untyped-call]
+
+
+class AsyncCluster(async_cluster.RedisCluster):
+    """The asyncio cluster client, whose unreachable cluster is a ConnectionError."""
+
+    async def initialize(self, *args: Any, **kwargs: Any) -> AsyncCluster:
+        with _unreachable_as_connection_error():
+            await super().initialize(*args, **kwargs)
+        return self
+
+
 def _options(options: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in options.items() if k not in _DROPPED}
 
 
-def sync_cluster_client(url: str, **options: Any) -> sync_cluster.RedisCluster:
+def sync_cluster_client(url: str, client_class: type[Cluster] = Cluster,
+                        **options: Any) -> Cluster:
     """A blocking cluster client starting from the URL's nodes."""
     nodes, auth = _parse(url)
-    return sync_cluster.RedisCluster(
+    return client_class(
         startup_nodes=[sync_cluster.ClusterNode(h, p)  # type: ignore[no-untyped-call]
                        for h, p in nodes],
         **auth, **_options(options))
 
 
-def async_cluster_client(url: str, **options: Any) -> async_cluster.RedisCluster:
+def async_cluster_client(url: str, client_class: type[AsyncCluster] = AsyncCluster,
+                         **options: Any) -> AsyncCluster:
     """An asyncio cluster client starting from the URL's nodes."""
     nodes, auth = _parse(url)
-    return async_cluster.RedisCluster(
+    return client_class(
         startup_nodes=[async_cluster.ClusterNode(h, p) for h, p in nodes],
         **auth, **_options(options))

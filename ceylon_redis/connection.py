@@ -10,7 +10,13 @@ import redis
 import redis.asyncio as aioredis
 from loguru import logger
 
-from .cluster import async_cluster_client, is_cluster_url, sync_cluster_client
+from .cluster import (
+    AsyncCluster,
+    Cluster,
+    async_cluster_client,
+    is_cluster_url,
+    sync_cluster_client,
+)
 from .errors import RedisConnectionError, RedisTimeoutError
 from .sentinel import SentinelTarget, is_sentinel_url
 from .settings import redact_url
@@ -52,18 +58,24 @@ def explain_outage(exc: BaseException, url: str, timeout: float) -> Exception | 
 
 
 @contextlib.contextmanager
-def _explained(client: Any) -> Iterator[None]:
+def _explained_at(url: str, timeout: float | None) -> Iterator[None]:
+    """Outage errors raised inside explained by explain_outage (none without a timeout)."""
     try:
         yield
     except (redis.ConnectionError, redis.TimeoutError) as exc:
-        better = explain_outage(exc, client.ceylon_url, client.ceylon_timeout)
+        better = None if timeout is None else explain_outage(exc, url, timeout)
         if better is None:
             raise
         raise better from exc
 
 
+def _explained(client: Any) -> contextlib.AbstractContextManager[None]:
+    return _explained_at(client.ceylon_url, client.ceylon_timeout)
+
+
 class _Explaining:
-    """What both explaining clients share: the URL and timeout their errors name."""
+    """What every explaining client shares: the URL and timeout its errors name, and its
+    commands and pipelines raising explained errors (a mixin before the redis-py class)."""
 
     ceylon_url = ""
     ceylon_timeout = 0.0
@@ -72,47 +84,59 @@ class _Explaining:
         """Outage errors raised inside (say, by a pub/sub subscription) explained."""
         return _explained(self)
 
-
-class ExplainingRedis(_Explaining, redis.Redis):
-    """A ``redis.Redis`` whose outage errors are RedisTimeoutError / RedisConnectionError."""
-
     def execute_command(self, *args: Any, **options: Any) -> Any:
         with _explained(self):
-            return super().execute_command(*args, **options)  # type: ignore[no-untyped-call]
+            return super().execute_command(*args, **options)  # type: ignore[misc]
 
     def pipeline(self, *args: Any, **kwargs: Any) -> Any:
-        pipe = super().pipeline(*args, **kwargs)
+        pipe = super().pipeline(*args, **kwargs)  # type: ignore[misc]
         execute = pipe.execute
 
         def explained_execute(*a: Any, **kw: Any) -> Any:
             with _explained(self):
                 return execute(*a, **kw)
 
-        pipe.execute = explained_execute  # type: ignore[method-assign]
+        pipe.execute = explained_execute
         return pipe
 
 
-class AsyncExplainingRedis(_Explaining, aioredis.Redis):  # type: ignore[misc]
-    """An asyncio ``Redis`` whose outage errors are RedisTimeoutError / RedisConnectionError.
-
-    (The type: ignore is for a clash of two of redis-py's own command mixins.)
-    """
+class _AsyncExplaining(_Explaining):
+    """_Explaining for asyncio clients."""
 
     async def execute_command(self, *args: Any, **options: Any) -> Any:
         with _explained(self):
-            return await super().execute_command(  # type: ignore[no-untyped-call]
+            return await super(_Explaining, self).execute_command(  # type: ignore[misc]
                 *args, **options)
 
     def pipeline(self, *args: Any, **kwargs: Any) -> Any:
-        pipe = super().pipeline(*args, **kwargs)
+        pipe = super(_Explaining, self).pipeline(*args, **kwargs)  # type: ignore[misc]
         execute = pipe.execute
 
         async def explained_execute(*a: Any, **kw: Any) -> Any:
             with _explained(self):
                 return await execute(*a, **kw)
 
-        pipe.execute = explained_execute  # type: ignore[method-assign]
+        pipe.execute = explained_execute
         return pipe
+
+
+class ExplainingRedis(_Explaining, redis.Redis):
+    """A ``redis.Redis`` whose outage errors are RedisTimeoutError / RedisConnectionError."""
+
+
+class AsyncExplainingRedis(_AsyncExplaining, aioredis.Redis):  # type: ignore[misc]
+    """An asyncio ``Redis`` whose outage errors are RedisTimeoutError / RedisConnectionError.
+
+    (The type: ignore is for a clash of two of redis-py's own command mixins.)
+    """
+
+
+class ExplainingCluster(_Explaining, Cluster):
+    """A blocking cluster client whose outage errors are explained."""
+
+
+class AsyncExplainingCluster(_AsyncExplaining, AsyncCluster):  # type: ignore[misc]
+    """An asyncio cluster client whose outage errors are explained."""
 
 
 def daemon_timeouts(settings: Settings) -> dict[str, float]:
@@ -149,19 +173,19 @@ def async_redis(url: str, *, timeout: float | None = None, **kwargs: Any) -> aio
             server=embedded_server(), connection_pool_class=aioredis.BlockingConnectionPool,
             max_connections=MAX_CONNECTIONS, **kwargs)
     options = _pool_options(timeout, kwargs)
-    if is_cluster_url(url):
-        return async_cluster_client(url, **options)  # type: ignore[return-value]
+    client: Any
     client_class = aioredis.Redis if timeout is None else AsyncExplainingRedis
-    if is_sentinel_url(url):
+    if is_cluster_url(url):
+        client = async_cluster_client(
+            url, AsyncCluster if timeout is None else AsyncExplainingCluster, **options)
+    elif is_sentinel_url(url):
         client = SentinelTarget.parse(url).async_client(client_class, **options)
     else:
         pool = aioredis.BlockingConnectionPool.from_url(url, **options)
         client = client_class.from_pool(pool)
-    if timeout is None:
-        return client
-    client = cast(AsyncExplainingRedis, client)
-    client.ceylon_url, client.ceylon_timeout = url, timeout
-    return client
+    if timeout is not None:
+        client.ceylon_url, client.ceylon_timeout = url, timeout
+    return cast(aioredis.Redis, client)
 
 
 def sync_redis(url: str, *, timeout: float | None = None, **kwargs: Any) -> redis.Redis:
@@ -176,18 +200,19 @@ def sync_redis(url: str, *, timeout: float | None = None, **kwargs: Any) -> redi
             server=embedded_server(), connection_pool_class=redis.BlockingConnectionPool,
             max_connections=MAX_CONNECTIONS, **kwargs)
     options = _pool_options(timeout, kwargs)
-    if is_cluster_url(url):
-        return sync_cluster_client(url, **options)  # type: ignore[return-value]
+    client: Any
     client_class = redis.Redis if timeout is None else ExplainingRedis
-    if is_sentinel_url(url):
+    if is_cluster_url(url):
+        with _explained_at(url, timeout):
+            client = sync_cluster_client(
+                url, Cluster if timeout is None else ExplainingCluster, **options)
+    elif is_sentinel_url(url):
         client = SentinelTarget.parse(url).sync_client(client_class, **options)
     else:
         client = client_class.from_pool(redis.BlockingConnectionPool.from_url(url, **options))
-    if timeout is None:
-        return client
-    client = cast(ExplainingRedis, client)
-    client.ceylon_url, client.ceylon_timeout = url, timeout
-    return client
+    if timeout is not None:
+        client.ceylon_url, client.ceylon_timeout = url, timeout
+    return cast(redis.Redis, client)
 
 
 def embedded_server() -> Any:

@@ -3,11 +3,14 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import redis
 
 from ceylon_redis import AsyncClient, Client, ReplicationError, Settings, TaskDef, TaskStatus
-from ceylon_redis.errors import ValidationError
+from ceylon_redis.connection import async_redis, is_outage
+from ceylon_redis.errors import RedisConnectionError, ValidationError
 from ceylon_redis.sentinel import SentinelTarget
 from ceylon_redis.settings import redact_url
 
@@ -97,6 +100,22 @@ def test_a_bad_cluster_url_is_refused_naming_the_problem() -> None:
         with pytest.raises(ValidationError) as exc:
             sync_cluster_client(url)
         assert names in str(exc.value), url
+
+
+async def test_an_unreachable_cluster_is_an_explained_connection_error() -> None:
+    from benchmarks.redis_server import free_port
+
+    url = f"redis+cluster://127.0.0.1:{free_port()}"
+    named = re.escape(f"cannot reach Redis at {url}: Redis Cluster cannot be connected")
+    with pytest.raises(RedisConnectionError, match=named), Client(url, "p") as client:
+        client.enqueue("r", 1)
+    with pytest.raises(RedisConnectionError, match=named):
+        async with AsyncClient(url, "p") as aclient:
+            await aclient.enqueue("r", 1)
+    daemons = async_redis(url)  # no timeout: a daemon's, which waits outages out
+    with pytest.raises(redis.ConnectionError) as exc:
+        await daemons.ping()
+    assert is_outage(exc.value)
 
 
 def test_wait_replicas_is_refused_on_a_cluster() -> None:
