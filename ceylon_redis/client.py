@@ -30,7 +30,7 @@ from .models import (
     TaskResult,
     WorkerInfo,
 )
-from .partitions import Link, Partitions
+from .partitions import Link, Partitions, link_calls
 from .protocol import (
     Dep,
     TaskDef,
@@ -354,12 +354,16 @@ class AsyncClient(_Base):
     async def _link(self, links: list[Link]) -> list[Link]:
         """Run link.lua for each edge where its prerequisite lives; the edges not found."""
         missing = []
-        for link in links:
-            for at in self._homes(link.prerequisite):
-                if link.settled(await self.scripts.link(keys=[at.base], args=link.args())):
-                    break
-            else:
-                missing.append(link)
+        for home, group in link_calls(self.parts, links):
+            if group[0].settled(await self.scripts.link(keys=[home.base],
+                                                     args=group[0].group_args(group))):
+                continue
+            for link in group:  # one was not there (a graph's task lives elsewhere): probe
+                for at in self._homes(link.prerequisite):
+                    if link.settled(await self.scripts.link(keys=[at.base], args=link.args())):
+                        break
+                else:
+                    missing.append(link)
         return missing
 
     async def _run_enqueue(self, specs: list[TaskSpec], graph_id: str = "",
@@ -655,12 +659,16 @@ class Client(_Base):
     def _link(self, links: list[Link]) -> list[Link]:
         """Run link.lua for each edge where its prerequisite lives; the edges not found."""
         missing = []
-        for link in links:
-            for at in self._homes(link.prerequisite):
-                if link.settled(self.scripts.link(keys=[at.base], args=link.args())):
-                    break
-            else:
-                missing.append(link)
+        for home, group in link_calls(self.parts, links):
+            if group[0].settled(self.scripts.link(keys=[home.base],
+                                                  args=group[0].group_args(group))):
+                continue
+            for link in group:  # one was not there (a graph's task lives elsewhere): probe
+                for at in self._homes(link.prerequisite):
+                    if link.settled(self.scripts.link(keys=[at.base], args=link.args())):
+                        break
+                else:
+                    missing.append(link)
         return missing
 
     def _run_enqueue(self, specs: list[TaskSpec], graph_id: str = "",

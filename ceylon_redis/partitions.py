@@ -97,6 +97,11 @@ class Link:
     def args(self) -> list[str]:
         return [self.to.base, self.task_id, self.prerequisite, self.code]
 
+    def group_args(self, group: list[Link]) -> list[str]:
+        """link.lua's arguments for this edge's dependent and every edge in ``group``."""
+        return [self.to.base, self.task_id,
+                *(v for link in group for v in (link.prerequisite, link.code))]
+
     def settled(self, reply: Any) -> bool:
         """True once linked; False if the prerequisite is not in the partition asked; raises
         DependencyError if it failed on a cancel edge."""
@@ -104,9 +109,10 @@ class Link:
 
         code = reply[0].decode() if isinstance(reply[0], bytes) else str(reply[0])
         if code == "DEPENDENCY":
-            status = reply[2].decode() if isinstance(reply[2], bytes) else str(reply[2])
+            prerequisite, status = (v.decode() if isinstance(v, bytes) else str(v)
+                                    for v in reply[1:3])
             raise DependencyError(
-                f"prerequisite {self.prerequisite} of task {self.task_id} is {status}")
+                f"prerequisite {prerequisite} of task {self.task_id} is {status}")
         return code == "OK"
 
     def gone(self) -> list[str]:
@@ -119,6 +125,17 @@ class Link:
 
         return UnknownTaskError(f"prerequisite {self.prerequisite} of task {self.task_id} "
                                 "does not exist (never enqueued, or its result expired)")
+
+
+def link_calls(parts: Partitions, links: list[Link],
+               size: int = 1000) -> list[tuple[Keys, list[Link]]]:
+    """``links`` as link.lua calls: one per dependent and prerequisite's home partition, of
+    at most ``size`` edges, so a wide fan-in costs a few round trips, not one per edge."""
+    groups: dict[tuple[Keys, str, Keys], list[Link]] = {}
+    for link in links:
+        groups.setdefault((link.to, link.task_id, parts.home(link.prerequisite)), []).append(link)
+    return [(home, group[i:i + size]) for (_, _, home), group in groups.items()
+            for i in range(0, len(group), size)]
 
 
 def relinks(to: Keys, flat: list[Any]) -> list[Link]:
