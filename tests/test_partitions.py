@@ -326,3 +326,26 @@ async def test_a_dead_letter_retried_gets_its_inputs_from_another_partition_agai
         assert (await client.retry_dead([dep])).retried == 1
         result = await client.wait(dep, timeout=15)
     assert result.success and result.output["deps"] == {pre: {"data": "pre", "deps": {}}}
+
+
+async def test_edges_linked_together_fall_back_to_probing_a_graph_task_elsewhere(
+        redis_url: str, prefix: str) -> None:
+    a1, a2, gx, bad = ids_in(1, "grp", 4)
+    gid, = ids_in(0, "ggrp")
+
+    async def handler(data: Any) -> Any:
+        from ceylon_redis import current_task
+        if data == "bad":
+            raise RuntimeError("bad")
+        return {"data": data, "deps": sorted(current_task().dependency_data)}
+
+    async with running(redis_url, prefix, handler) as (client, _):
+        for tid, data in ((a1, "a1"), (a2, "a2"), (bad, "bad")):
+            await client.enqueue("role", data, task_id=tid, max_attempts=1)
+        await client.enqueue_graph([TaskDef("role", "gx", id=gx)], graph_id=gid)
+        sink = await client.enqueue("role", "sink", depends_on=[a1, a2, gx])
+        result = await client.wait(sink, timeout=15)
+        await client.wait(bad, timeout=15)
+        with pytest.raises(DependencyError, match=f"prerequisite {bad} of task .* is FAILED"):
+            await client.enqueue("role", "x", depends_on=[a1, bad, a2])
+    assert result.output == {"data": "sink", "deps": sorted([a1, a2, gx])}
