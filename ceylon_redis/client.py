@@ -494,11 +494,14 @@ class AsyncClient(_Base):
 
     async def dead_letter(self, id: str) -> DeadLetter:
         """The dead letter of a task (by task id, or by its entry id on ``{P}:dead``)."""
+        rows: list[Any] = []
         for keys in self._dead_homes(id):
             entry = id if _ENTRY_ID.match(id) else await self.redis.hget(keys.task(id), "dead")
-            if entry and (rows := await self.redis.xrange(keys.dead, min=entry, max=entry)):
-                return parse_dead_letter(*rows[0])
-        raise UnknownTaskError(f"no dead letter for {id}")
+            if entry:
+                rows += await self.redis.xrange(keys.dead, min=entry, max=entry)
+            if rows and not _ENTRY_ID.match(id):
+                break
+        return _one_dead_letter(id, rows)
 
     async def retry_dead(self, task_ids: Sequence[str] | None = None) -> DeadRetry:
         """Run dead-lettered tasks again with a fresh attempt budget (all when no ids).
@@ -573,6 +576,9 @@ class AsyncClient(_Base):
 
     async def purge_dead(self, ids: Sequence[str] | None = None) -> int:
         """Forget dead letters (all when no ids); the tasks' hashes expire with their TTL."""
+        for entry in (e for e in ids or () if _ENTRY_ID.match(e) and self.parts.count > 1):
+            with contextlib.suppress(UnknownTaskError):  # refuses one two partitions use
+                await self.dead_letter(entry)
         return sum([await view._purge_dead_here(ids) for view in self._views()])
 
     async def _purge_dead_here(self, ids: Sequence[str] | None) -> int:
@@ -813,11 +819,14 @@ class Client(_Base):
 
     def dead_letter(self, id: str) -> DeadLetter:
         """The dead letter of a task (by task id, or by its entry id on ``{P}:dead``)."""
+        rows: list[Any] = []
         for keys in self._dead_homes(id):
             entry = id if _ENTRY_ID.match(id) else self.redis.hget(keys.task(id), "dead")
-            if entry and (rows := self.redis.xrange(keys.dead, min=entry, max=entry)):
-                return parse_dead_letter(*rows[0])
-        raise UnknownTaskError(f"no dead letter for {id}")
+            if entry:
+                rows += self.redis.xrange(keys.dead, min=entry, max=entry)
+            if rows and not _ENTRY_ID.match(id):
+                break
+        return _one_dead_letter(id, rows)
 
     def retry_dead(self, task_ids: Sequence[str] | None = None) -> DeadRetry:
         """Run dead-lettered tasks again with a fresh attempt budget (all when no ids).
@@ -892,6 +901,9 @@ class Client(_Base):
 
     def purge_dead(self, ids: Sequence[str] | None = None) -> int:
         """Forget dead letters (all when no ids); the tasks' hashes expire with their TTL."""
+        for entry in (e for e in ids or () if _ENTRY_ID.match(e) and self.parts.count > 1):
+            with contextlib.suppress(UnknownTaskError):  # refuses one two partitions use
+                self.dead_letter(entry)
         return sum([view._purge_dead_here(ids) for view in self._views()])
 
     def _purge_dead_here(self, ids: Sequence[str] | None) -> int:
@@ -937,6 +949,15 @@ def _newest(per_partition: list[list[DeadLetter]], limit: int) -> list[DeadLette
     if len(per_partition) > 1:
         rows.sort(key=lambda d: tuple(int(p) for p in d.id.split("-")), reverse=True)
     return rows[:limit]
+
+
+def _one_dead_letter(id: str, rows: list[Any]) -> DeadLetter:
+    if not rows:
+        raise UnknownTaskError(f"no dead letter for {id}")
+    if len(rows) > 1:
+        raise ValidationError(f"entry id {id} names a dead letter in {len(rows)} partitions "
+                              "(each numbers its own): name the task id instead")
+    return parse_dead_letter(*rows[0])
 
 
 def _sum_counts(per_partition: list[dict[str, int]]) -> dict[str, int]:

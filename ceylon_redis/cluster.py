@@ -9,7 +9,8 @@ different prefixes spread over the shards.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+import inspect
+from collections.abc import Callable, Iterator
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
@@ -48,6 +49,24 @@ def _parse(url: str) -> tuple[list[tuple[str, int]], dict[str, Any]]:
     return nodes, {k: v for k, v in auth.items() if v is not None}
 
 
+def wrap_execute(pipe: Any, around: Callable[[], contextlib.AbstractContextManager[None]]) -> Any:
+    """``pipe`` (sync or asyncio) with its ``execute`` run inside ``around()``."""
+    execute = pipe.execute
+    if inspect.iscoroutinefunction(execute):
+        async def wrapped_async(*a: Any, **kw: Any) -> Any:
+            with around():
+                return await execute(*a, **kw)
+
+        pipe.execute = wrapped_async
+    else:
+        def wrapped(*a: Any, **kw: Any) -> Any:
+            with around():
+                return execute(*a, **kw)
+
+        pipe.execute = wrapped
+    return pipe
+
+
 @contextlib.contextmanager
 def _unreachable_as_connection_error() -> Iterator[None]:
     """redis-py reports "no node reachable" as a RedisClusterException; make it the
@@ -71,6 +90,10 @@ class Cluster(sync_cluster.RedisCluster):
         with _unreachable_as_connection_error():
             return super().execute_command(*args, **kwargs)  # type: ignore[no-untyped-call]
 
+    def pipeline(self, *args: Any, **kwargs: Any) -> Any:
+        pipe = super().pipeline(*args, **kwargs)  # type: ignore[no-untyped-call]
+        return wrap_execute(pipe, _unreachable_as_connection_error)
+
 
 class AsyncCluster(async_cluster.RedisCluster):
     """The asyncio cluster client, whose unreachable cluster is a ConnectionError."""
@@ -79,6 +102,9 @@ class AsyncCluster(async_cluster.RedisCluster):
         with _unreachable_as_connection_error():
             await super().initialize(*args, **kwargs)
         return self
+
+    def pipeline(self, *args: Any, **kwargs: Any) -> Any:
+        return wrap_execute(super().pipeline(*args, **kwargs), _unreachable_as_connection_error)
 
 
 def _options(options: dict[str, Any]) -> dict[str, Any]:

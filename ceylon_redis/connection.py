@@ -16,6 +16,7 @@ from .cluster import (
     async_cluster_client,
     is_cluster_url,
     sync_cluster_client,
+    wrap_execute,
 )
 from .errors import RedisConnectionError, RedisTimeoutError
 from .sentinel import SentinelTarget, is_sentinel_url
@@ -70,7 +71,9 @@ def _explained_at(url: str, timeout: float | None) -> Iterator[None]:
 
 
 def _explained(client: Any) -> contextlib.AbstractContextManager[None]:
-    return _explained_at(client.ceylon_url, client.ceylon_timeout)
+    """As _explained_at, for a client's own URL and timeout (none yet while it is made)."""
+    return _explained_at(client.ceylon_url,
+                         client.ceylon_timeout if client.ceylon_url else None)
 
 
 class _Explaining:
@@ -89,35 +92,17 @@ class _Explaining:
             return super().execute_command(*args, **options)  # type: ignore[misc]
 
     def pipeline(self, *args: Any, **kwargs: Any) -> Any:
-        pipe = super().pipeline(*args, **kwargs)  # type: ignore[misc]
-        execute = pipe.execute
-
-        def explained_execute(*a: Any, **kw: Any) -> Any:
-            with _explained(self):
-                return execute(*a, **kw)
-
-        pipe.execute = explained_execute
-        return pipe
+        return wrap_execute(super().pipeline(*args, **kwargs),  # type: ignore[misc]
+                            lambda: _explained(self))
 
 
 class _AsyncExplaining(_Explaining):
-    """_Explaining for asyncio clients."""
+    """_Explaining for asyncio clients (its pipeline wrapper serves both)."""
 
     async def execute_command(self, *args: Any, **options: Any) -> Any:
         with _explained(self):
             return await super(_Explaining, self).execute_command(  # type: ignore[misc]
                 *args, **options)
-
-    def pipeline(self, *args: Any, **kwargs: Any) -> Any:
-        pipe = super(_Explaining, self).pipeline(*args, **kwargs)  # type: ignore[misc]
-        execute = pipe.execute
-
-        async def explained_execute(*a: Any, **kw: Any) -> Any:
-            with _explained(self):
-                return await execute(*a, **kw)
-
-        pipe.execute = explained_execute
-        return pipe
 
 
 class ExplainingRedis(_Explaining, redis.Redis):

@@ -320,8 +320,10 @@ async def test_a_dead_letter_retried_gets_its_inputs_from_another_partition_agai
 
     async with running(redis_url, prefix, handler) as (client, _):
         await client.enqueue("role", "pre", task_id=pre)
-        await client.enqueue("role", "dep", task_id=dep, depends_on=[pre], max_attempts=1)
+        await client.enqueue("role", "dep", task_id=dep, depends_on=[pre], max_attempts=1,
+                             result_ttl=1)
         assert not (await client.wait(dep, timeout=15)).success
+        await asyncio.sleep(1.5)  # past its result TTL: a dead letter keeps it, and its inputs
         failing = False
         assert (await client.retry_dead([dep])).retried == 1
         result = await client.wait(dep, timeout=15)
@@ -349,3 +351,15 @@ async def test_edges_linked_together_fall_back_to_probing_a_graph_task_elsewhere
         with pytest.raises(DependencyError, match=f"prerequisite {bad} of task .* is FAILED"):
             await client.enqueue("role", "x", depends_on=[a1, bad, a2])
     assert result.output == {"data": "sink", "deps": sorted([a1, a2, gx])}
+
+
+async def test_an_entry_id_two_partitions_use_is_refused_for_the_task_id(
+        redis_url: str, prefix: str, sync_redis: redis.Redis) -> None:
+    for k in (1, 2):
+        sync_redis.xadd(Keys(prefix, k).dead, {"task": f"t{k}", "role": "role"}, id="5-1")
+    async with AsyncClient(settings=settings(redis_url, prefix)) as client:
+        for call in (client.dead_letter("5-1"), client.purge_dead(["5-1"])):
+            with pytest.raises(ValidationError, match="5-1 names a dead letter in 2 partitions"):
+                await call
+        assert await client.dead_letter_count() == 2
+        assert await client.purge_dead(["9-9"]) == 0

@@ -116,6 +116,11 @@ async def test_an_unreachable_cluster_is_an_explained_connection_error() -> None
     with pytest.raises(redis.ConnectionError) as exc:
         await daemons.ping()
     assert is_outage(exc.value)
+    pipe = async_redis(url).pipeline(transaction=False)
+    pipe.get("k")
+    with pytest.raises(redis.ConnectionError) as exc:
+        await pipe.execute()
+    assert is_outage(exc.value)
 
 
 def test_wait_replicas_is_refused_on_a_cluster() -> None:

@@ -121,7 +121,10 @@ local function dead_letter(base, id, reason, err, now, dead_ttl)
                            'at', now)
   redis.call('HSET', hkey, 'dead', entry)
   local ttl = tonumber(dead_ttl or '0')
-  if not f[4] and ttl > (tonumber(f[5] or '') or DEFAULT_TTL) then redis.call('EXPIRE', hkey, ttl) end
+  if not f[4] and ttl > (tonumber(f[5] or '') or DEFAULT_TTL) then
+    redis.call('EXPIRE', hkey, ttl)
+    redis.call('EXPIRE', hkey .. ':xout', ttl)
+  end
   return entry
 end
 
