@@ -360,7 +360,8 @@ class AsyncClient(_Base):
                 continue
             for link in group:  # one was not there (a graph's task lives elsewhere): probe
                 for at in self._homes(link.prerequisite):
-                    if link.settled(await self.scripts.link(keys=[at.base], args=link.args())):
+                    reply = await self.scripts.link(keys=[at.base], args=link.group_args([link]))
+                    if link.settled(reply):
                         break
                 else:
                     missing.append(link)
@@ -671,7 +672,8 @@ class Client(_Base):
                 continue
             for link in group:  # one was not there (a graph's task lives elsewhere): probe
                 for at in self._homes(link.prerequisite):
-                    if link.settled(self.scripts.link(keys=[at.base], args=link.args())):
+                    reply = self.scripts.link(keys=[at.base], args=link.group_args([link]))
+                    if link.settled(reply):
                         break
                 else:
                     missing.append(link)

@@ -94,11 +94,9 @@ class Link:
     code: str
     """The edge's policy letter (c, r, i)."""
 
-    def args(self) -> list[str]:
-        return [self.to.base, self.task_id, self.prerequisite, self.code]
-
     def group_args(self, group: list[Link]) -> list[str]:
-        """link.lua's arguments for this edge's dependent and every edge in ``group``."""
+        """link.lua's arguments for this edge's dependent and every edge in ``group``
+        (``[self]`` for this edge alone)."""
         return [self.to.base, self.task_id,
                 *(v for link in group for v in (link.prerequisite, link.code))]
 
