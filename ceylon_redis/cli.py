@@ -134,6 +134,11 @@ def main(log_level: str, log_json: bool) -> None:
               envvar="CEYLON_REDIS_CONCURRENCY",
               help="Tasks run at once per handler [env CEYLON_REDIS_CONCURRENCY; default 10 "
                    "for a function, 1 for a ProcessWorker].")
+@click.option("--prefetch", type=click.IntRange(0, 100000), default=None,
+              envvar="CEYLON_REDIS_PREFETCH",
+              help="Tasks taken beyond --concurrency, started as slots free [env "
+                   "CEYLON_REDIS_PREFETCH; default: as many as --concurrency for a sync "
+                   "function, 0 otherwise; 0 for long tasks].")
 @click.option("--grace", type=click.FloatRange(0), default=30.0, show_default=True,
               envvar="CEYLON_REDIS_GRACE", help="Seconds to finish in-flight tasks on SIGTERM.")
 @click.option("--coordinator", "with_coordinator", is_flag=True,
@@ -147,7 +152,8 @@ def main(log_level: str, log_json: bool) -> None:
                    "CEYLON_REDIS_TASK_TIMEOUT; default none].")
 @_connection_options
 @_friendly_errors
-def worker(target: str, role: str | None, concurrency: int | None, grace: float,
+def worker(target: str, role: str | None, concurrency: int | None, prefetch: int | None,
+           grace: float,
            with_coordinator: bool, max_attempts: int | None, time_limit: float | None,
            url: str | None, prefix: str | None) -> None:
     """Run handlers from TARGET (MODULE:OBJECT) until SIGTERM or SIGINT.
@@ -162,7 +168,8 @@ def worker(target: str, role: str | None, concurrency: int | None, grace: float,
 
     sys.path.insert(0, os.getcwd())
     handlers = load_object(target)
-    asyncio.run(run_worker(handlers, role=role, concurrency=concurrency, grace=grace,
+    asyncio.run(run_worker(handlers, role=role, concurrency=concurrency, prefetch=prefetch,
+                           grace=grace,
                            coordinator=with_coordinator,
                            settings=Settings.from_env(url=url, prefix=prefix,
                                                       max_attempts=max_attempts,

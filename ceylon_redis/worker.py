@@ -63,8 +63,10 @@ class _Slots:
     concurrency: int
     readers: int = 1
     """Consumers sharing these slots, one per partition."""
+    prefetch: int = 0
+    """Tasks taken beyond ``concurrency``; they wait for a free ``permits`` slot to start."""
     busy: int = 0
-    """Attempts running, in every partition."""
+    """Attempts running or waiting to start, in every partition."""
     reserved: int = 0
     """Slots held by reads under way (each reader's share), so readers never overcommit."""
     stragglers: int = 0
@@ -72,17 +74,23 @@ class _Slots:
     slot_freed: asyncio.Event = field(default_factory=asyncio.Event)
     processed: int = 0
     failed: int = 0
+    permits: asyncio.Semaphore | None = None
+    """With prefetch: ``concurrency`` permits, one per attempt running (or straggling)."""
+
+    def __post_init__(self) -> None:
+        if self.prefetch:
+            self.permits = asyncio.Semaphore(self.concurrency)
 
     @property
     def free(self) -> int:
-        return self.concurrency - self.busy - self.reserved - self.stragglers
+        return self.concurrency + self.prefetch - self.busy - self.reserved - self.stragglers
 
     def share(self) -> int:
         """Slots one reader may take now: all that are free with one partition, else its
-        share of the concurrency, so that every partition gets read."""
+        share of them, so that every partition gets read."""
         if self.readers == 1:
             return self.free
-        return max(0, min(self.free, -(-self.concurrency // self.readers)))
+        return max(0, min(self.free, -(-(self.concurrency + self.prefetch) // self.readers)))
 
 
 @dataclass(eq=False)
@@ -100,6 +108,10 @@ class _Consumer:
     """Task id by entry id of attempts whose outcome awaits recording: still in flight for
     the heartbeat, so it neither lets their entries idle nor gives them back as orphans."""
     cancel_requested: set[str] = field(default_factory=set)
+    waiting: set[str] = field(default_factory=set)
+    """Entry ids of prefetched attempts waiting for a permit: taken, not started."""
+    unstarted: list[str] = field(default_factory=list)
+    """Entry ids of prefetched attempts a stop cancelled before they started."""
 
     @property
     def concurrency(self) -> int:
@@ -123,7 +135,7 @@ class Worker:
     """Run handlers for tasks of their roles until ``stop()``; see the module docstring."""
 
     def __init__(self, handlers: Any, *, role: str | None = None,
-                 concurrency: int | None = None,
+                 concurrency: int | None = None, prefetch: int | None = None,
                  url: str | None = None, prefix: str | None = None,
                  settings: Settings | None = None, redis_client: Any = None,
                  grace: float = 30.0, reap: bool = True, coordinator: bool = False) -> None:
@@ -136,13 +148,16 @@ class Worker:
         self.scripts = Scripts.register(self.redis)
         if concurrency is not None and concurrency < 1:
             raise ValidationError(f"concurrency must be at least 1, not {concurrency}")
+        if prefetch is not None and prefetch < 0:
+            raise ValidationError(f"prefetch must not be negative, not {prefetch}")
         # Default: a ProcessWorker takes one task at a time, as in Ceylon; a function ten.
         # One consumer per handler and partition, under one id, sharing the handler's slots.
         self.consumers = []
         for h in handlers_from(handlers, role):
             wid = _worker_id(h.name)
-            slots = _Slots(concurrency or (1 if h.process_worker is not None else 10),
-                           readers=self.parts.count)
+            n = concurrency or (1 if h.process_worker is not None else 10)
+            slots = _Slots(n, readers=self.parts.count,
+                           prefetch=prefetch if prefetch is not None else default_prefetch(h, n))
             self.consumers += [_Consumer(h, wid, keys, slots) for keys in self.parts.all]
         self.grace = grace
         self.reap = reap
@@ -390,10 +405,16 @@ class Worker:
     async def _run(self, c: _Consumer, ctx: TaskContext, entry: str, data: Any,
                    timeout: float | None) -> None:
         threads: list[Future[Any]] = []
-        mid_run = (asyncio.get_running_loop().call_later(MID_RUN_DELAY, self._fault.reached,
-                                                         "mid-run") if self._fault else None)
+        permits, holding = c.slots.permits, False
+        mid_run = None
         try:
             try:
+                if permits is not None:
+                    await self._take_permit(c, permits, entry)
+                    holding = True
+                if self._fault:
+                    mid_run = asyncio.get_running_loop().call_later(
+                        MID_RUN_DELAY, self._fault.reached, "mid-run")
                 assert self._threads is not None  # made by run(), before any read
                 outcome = await c.handler.run(ctx, data, self._threads, timeout, threads.append)
             except asyncio.CancelledError:
@@ -416,15 +437,34 @@ class Worker:
         finally:
             if mid_run is not None:
                 mid_run.cancel()
-            # The slot frees once the outcome is handed over, so the next read overlaps
-            # with recording this batch; a sync thread that runs on keeps its slot.
-            if c.inflight.pop(entry, None) is not None:
-                c.slots.busy -= 1
-            c.running.pop(ctx.id, None)
-            c.cancel_requested.discard(ctx.id)
+            # A sync thread that runs on keeps its slot (and permit) until it returns.
             if threads and not threads[0].done():
                 self._hold_slot(c, ctx.id, threads[0])
-            c.slots.slot_freed.set()
+            elif holding and permits is not None:
+                permits.release()
+            self._end_attempt(c, ctx.id, entry)
+
+    @staticmethod
+    async def _take_permit(c: _Consumer, permits: asyncio.Semaphore, entry: str) -> None:
+        """Wait for a free permit; while waiting, the entry counts as taken but not started."""
+        if not permits.locked() and not c.waiting:
+            await permits.acquire()  # returns at once
+            return
+        c.waiting.add(entry)
+        try:
+            await permits.acquire()
+        finally:
+            c.waiting.discard(entry)
+
+    @staticmethod
+    def _end_attempt(c: _Consumer, task_id: str, entry: str) -> None:
+        """Free an attempt's slot once its outcome is handed over (or it never started), so
+        the next read overlaps with recording this batch."""
+        if c.inflight.pop(entry, None) is not None:
+            c.slots.busy -= 1
+        c.running.pop(task_id, None)
+        c.cancel_requested.discard(task_id)
+        c.slots.slot_freed.set()
 
     def _hold_slot(self, c: _Consumer, task_id: str, thread: Future[Any]) -> None:
         """Keep a slot taken until the thread of an abandoned sync attempt returns."""
@@ -436,6 +476,8 @@ class Worker:
 
         def release() -> None:
             c.slots.stragglers -= 1
+            if c.slots.permits is not None:
+                c.slots.permits.release()
             c.slots.slot_freed.set()
 
         thread.add_done_callback(lambda _: loop.call_soon_threadsafe(release))
@@ -555,7 +597,11 @@ class Worker:
         return replies
 
     async def _drain(self) -> None:
-        inflight = [t for c in self.consumers for t in c.inflight.values()]
+        for c in self.consumers:  # prefetched, never started: given back as they were
+            for entry in list(c.waiting):
+                c.unstarted.append(entry)
+                c.inflight[entry].cancel()
+        inflight = [t for c in self.consumers for t in c.inflight.values() if not t.done()]
         if not inflight:
             return
         logger.info("draining {} in-flight tasks (grace {} s)", len(inflight), self.grace)
@@ -572,7 +618,8 @@ class Worker:
             for c in self.consumers:
                 requeued, failed = await self.scripts.requeue(
                     keys=[c.keys.base],
-                    args=[c.id, f"worker {c.id} stopped", self.settings.dead_letter_ttl, c.role])
+                    args=[c.id, f"worker {c.id} stopped", self.settings.dead_letter_ttl,
+                          len(c.unstarted), *c.unstarted, c.role])
                 if requeued or failed:
                     logger.info("worker {} gave back {} tasks ({} failed, lost too often)",
                                 c.id, requeued, failed)
@@ -632,6 +679,12 @@ class Worker:
                 if not is_outage(exc):
                     raise
                 logger.warning("heartbeat failed ({}); retrying", exc)
+
+
+def default_prefetch(handler: Handler, concurrency: int) -> int:
+    """Tasks a consumer takes beyond its concurrency unless told: as many again for a sync
+    function (its threads never wait on Redis between short tasks), none otherwise."""
+    return concurrency if not handler.is_async else 0
 
 
 def _last_line(error: str) -> str:

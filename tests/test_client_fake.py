@@ -536,6 +536,69 @@ async def test_stop_after_grace_gives_the_task_back(
     assert info.error is not None and "stopped" in info.error
 
 
+def test_prefetch_defaults_to_the_concurrency_of_sync_functions_only() -> None:
+    async def a(data: Any) -> None: ...
+
+    def s(data: Any) -> None: ...
+
+    slots = [c.slots for c in Worker([a, s], role="role", concurrency=3,
+                                     url="embedded://").consumers]
+    assert [(sl.concurrency, sl.prefetch) for sl in slots] == [(3, 0), (3, 3)]
+    assert Worker(s, role="role", prefetch=0, url="embedded://").consumers[0].slots.permits is None
+    with pytest.raises(ValidationError, match="prefetch must not be negative"):
+        Worker(s, role="role", prefetch=-1, url="embedded://")
+
+
+async def test_prefetched_sync_tasks_run_concurrency_at_a_time_each_timed_from_its_start(
+        client: AsyncClient, run_worker: Any, prefix: str) -> None:
+    running, most = 0, 0
+    lock = threading.Lock()
+
+    def slow(data: Any) -> Any:
+        nonlocal running, most
+        with lock:
+            running += 1
+            most = max(most, running)
+        time.sleep(0.25)
+        with lock:
+            running -= 1
+        return data
+
+    # Four taken at once, two threads: the last two wait 0.25 s, over half their time limit.
+    async with run_worker(slow, concurrency=2, prefetch=2,
+                          settings=settings_for(prefix, task_timeout=0.4)):
+        ids = await client.enqueue_many("role", [1, 2, 3, 4])
+        results = await client.wait_many(ids, timeout=10)
+    assert [(r.success, r.output) for r in results] == [(True, 1), (True, 2), (True, 3), (True, 4)]
+    assert most == 2
+
+
+async def test_a_prefetched_task_cancelled_before_it_starts_never_runs(
+        client: AsyncClient, run_worker: Any) -> None:
+    release = threading.Event()
+    ran: list[Any] = []
+
+    def blocked(data: Any) -> Any:
+        ran.append(data)
+        release.wait(10)
+        return data
+
+    async with run_worker(blocked, concurrency=1, prefetch=1) as worker:
+        first, second = await client.enqueue_many("role", ["first", "second"])
+        for _ in range(200):  # both taken: one running, one waiting for the thread
+            if sum(len(c.waiting) for c in worker.consumers) == 1 and ran:
+                break
+            await asyncio.sleep(0.02)
+        assert ran == ["first"]
+        assert await client.cancel(second)
+        await asyncio.sleep(0.2)
+        release.set()
+        assert (await client.wait(first, timeout=5)).output == "first"
+        assert (await client.get(second)).status is TaskStatus.CANCELLED
+        assert sum(len(c.waiting) + len(c.inflight) for c in worker.consumers) == 0
+    assert ran == ["first"]
+
+
 async def test_worker_registers_and_queues_reports(client: AsyncClient, run_worker: Any) -> None:
     async def h(data: Any) -> None:
         return None

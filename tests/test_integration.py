@@ -162,6 +162,39 @@ def test_sigterm_drains_in_flight_and_gives_back_the_rest(
     assert {r.output["worker"] for r in results if r.task_id in {i.id for i in rest}} == {d2_id}
 
 
+def test_sigterm_gives_back_prefetched_tasks_as_they_were(
+        redis_url: str, prefix: str, daemons: list[Daemon], client: Client,
+        sync_redis: redis.Redis) -> None:
+    d1 = spawn_worker(daemons, redis_url, prefix, H + "record_sync", "--role", "pre",
+                      "--concurrency", "2", "--prefetch", "3")
+    ids = client.enqueue_many("pre", [{"sleep": 0.6}] * 10)
+    wait_until(lambda: next(q for q in client.queues() if q.role == "pre").running == 5
+               and sum(run_counts(sync_redis, prefix, ids)) == 2, what="five tasks taken")
+    time.sleep(0.2)
+    assert sum(run_counts(sync_redis, prefix, ids)) == 2  # two threads, three waiting
+    d1.proc.send_signal(signal.SIGTERM)
+    assert d1.proc.wait(15) == 0, d1.output()
+
+    counts = run_counts(sync_redis, prefix, ids)
+    infos = [client.get(tid) for tid in ids]
+    assert counts.count(1) == 2 and counts.count(0) == 8, counts
+    for info, ran in zip(infos, counts):
+        if ran:
+            assert (info.status, info.attempt) == (TaskStatus.COMPLETED, 1), info
+        else:  # taken but never started: back on the queue with no attempt or crash spent
+            assert (info.status, info.attempt, info.worker, info.error) == (
+                TaskStatus.QUEUED, 0, None, None), info
+    assert task_fields(sync_redis, prefix, ids, "crashes") == [None] * 10
+    assert "gave back 3 tasks" in d1.output()
+
+    spawn_worker(daemons, redis_url, prefix, H + "record_sync", "--role", "pre",
+                 "--concurrency", "10")
+    results = client.wait_many(ids, timeout=20)
+    assert all(r.success for r in results)
+    assert run_counts(sync_redis, prefix, ids) == [1] * 10
+    assert task_fields(sync_redis, prefix, ids, "attempt") == ["1"] * 10
+
+
 # ---------------------------------------------------------------- payloads
 
 

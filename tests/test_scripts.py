@@ -523,7 +523,7 @@ def test_requeue_gives_back_a_consumers_entries(env: Env) -> None:
     env.start("c1", pairs[:1])  # 'run' RUNNING, 'read' delivered but not started
     other = env.take("c2")["other"]
     old = {t: e for e, t in pairs}
-    assert env.run("requeue", ["c1", "worker c1 stopped", 604800, "role", "nostream"]) == [2, 0]
+    assert env.run("requeue", ["c1", "worker c1 stopped", 604800, 0, "role", "nostream"]) == [2, 0]
     run, read = env.h("run"), env.h("read")
     assert run["status"] == read["status"] == "QUEUED"
     assert run["entry"] != old["run"] and read["entry"] != old["read"]
@@ -550,15 +550,28 @@ def test_requeue_gives_back_a_consumers_entries(env: Env) -> None:
     assert taken["run"][1] == 2 and taken["read"][1] == 1
 
 
+def test_requeue_gives_back_a_started_but_never_run_entry_as_it_was(env: Env) -> None:
+    env.enqueue({"id": "ran", "max_attempts": 1}, {"id": "prefetched", "max_attempts": 1})
+    taken = env.take("c1")  # both started; the worker ran 'ran' only
+    assert env.h("prefetched")["status"] == "RUNNING"
+    assert env.run("requeue", ["c1", "worker c1 stopped", 604800, 1, taken["prefetched"][0],
+                               "role"]) == [2, 0]
+    ran, prefetched = env.h("ran"), env.h("prefetched")
+    assert (ran["status"], ran["attempt"], ran["crashes"]) == ("QUEUED", "1", "1")
+    assert (prefetched["status"], prefetched["attempt"]) == ("QUEUED", "0")
+    assert "crashes" not in prefetched and "error" not in prefetched
+    assert env.take("c2")["prefetched"][1] == 1  # its first attempt, as if never taken
+
+
 def test_a_crash_does_not_spend_attempts_but_a_poison_task_is_failed(env: Env) -> None:
     env.enqueue({"id": "once", "max_attempts": 1}, {"id": "dep", "depends_on": ["once"]})
     for lost in range(1, 4):                 # lost with its worker three times: re-queued
         env.take("c1")
-        assert env.run("requeue", ["c1", "worker c1 stopped", 604800, "role"]) == [1, 0]
+        assert env.run("requeue", ["c1", "worker c1 stopped", 604800, 0, "role"]) == [1, 0]
         assert env.h("once")["status"] == "QUEUED"
         assert env.h("once")["crashes"] == str(lost)
     env.take("c1")                           # the fourth loss is one too many
-    assert env.run("requeue", ["c1", "worker c1 stopped", 604800, "role"]) == [0, 1]
+    assert env.run("requeue", ["c1", "worker c1 stopped", 604800, 0, "role"]) == [0, 1]
     h = env.h("once")
     assert h["status"] == "FAILED"
     assert h["attempt"] == "4"

@@ -5,12 +5,13 @@
 -- their own budget (`max_crashes`, default 3), apart from max_attempts, which
 -- only handler failures spend. A task lost more often than that ends FAILED
 -- with the reason, and is dead-lettered: it is likely what kills its workers. Returns the number
--- of tasks re-queued, failed.
+-- of tasks re-queued, failed. An entry the worker took but never started (prefetched,
+-- waiting for a thread) goes back as it was: no crash counted, its attempt taken back.
 
 local DEFAULT_MAX_CRASHES = 3
 
 -- Give back one entry of a role stream; returns 1, 0 when re-queued, 0, 1 when failed, else 0, 0.
-local function requeue_entry(base, role, entry, reason, now, dead_ttl)
+local function requeue_entry(base, role, entry, reason, now, dead_ttl, unstarted)
   local stream = stream_key(base, role)
   local rows = redis.call('XRANGE', stream, entry, entry)
   redis.call('XACK', stream, GROUP, entry)
@@ -25,7 +26,12 @@ local function requeue_entry(base, role, entry, reason, now, dead_ttl)
   local cur = redis.call('HMGET', hkey, 'status', 'entry', 'attempt', 'max_crashes')
   if (cur[1] ~= 'RUNNING' and cur[1] ~= 'QUEUED') or cur[2] ~= entry then return 0, 0 end
   local crashes = 0
-  if cur[1] == 'RUNNING' then crashes = redis.call('HINCRBY', hkey, 'crashes', 1) end
+  local ran = cur[1] == 'RUNNING' and not (unstarted and unstarted[entry])
+  if ran then
+    crashes = redis.call('HINCRBY', hkey, 'crashes', 1)
+  elseif cur[1] == 'RUNNING' then
+    redis.call('HINCRBY', hkey, 'attempt', -1)
+  end
   if crashes > tonumber(cur[4] or DEFAULT_MAX_CRASHES) then
     local err = reason .. ' during attempt ' .. cur[3] .. '; lost ' .. crashes ..
                 ' times, given up'
@@ -34,20 +40,20 @@ local function requeue_entry(base, role, entry, reason, now, dead_ttl)
                 dead_ttl)
     return 0, 1
   end
-  if cur[1] == 'RUNNING' then redis.call('HSET', hkey, 'error', reason) end
+  if ran then redis.call('HSET', hkey, 'error', reason) end
   redis.call('HDEL', hkey, 'worker')
   push_ready(base, tid, hkey, role)
   return 1, 0
 end
 
-local function requeue_consumer(base, role, consumer, reason, now, dead_ttl)
+local function requeue_consumer(base, role, consumer, reason, now, dead_ttl, unstarted)
   local stream = stream_key(base, role)
   local requeued, failed = 0, 0
   while true do
     local pending = redis.call('XPENDING', stream, GROUP, '-', '+', 500, consumer)
     if #pending == 0 then break end
     for _, p in ipairs(pending) do
-      local r, f = requeue_entry(base, role, p[1], reason, now, dead_ttl)
+      local r, f = requeue_entry(base, role, p[1], reason, now, dead_ttl, unstarted)
       requeued, failed = requeued + r, failed + f
     end
   end
