@@ -374,7 +374,7 @@ class AsyncClient(_Base):
         if not self._checked:
             await self.parts.check_async(self.redis)
             self._checked = True
-        if missing := await self._link(links):
+        if links and (missing := await self._link(links)):
             raise missing[0].unknown()
         if not self.settings.wait_replicas:
             replies = []

@@ -100,9 +100,15 @@ class _AsyncExplaining(_Explaining):
     """_Explaining for asyncio clients (its pipeline wrapper serves both)."""
 
     async def execute_command(self, *args: Any, **options: Any) -> Any:
-        with _explained(self):
+        try:  # not _explained(): a context manager per command costs on the hot path
             return await super(_Explaining, self).execute_command(  # type: ignore[misc]
                 *args, **options)
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            better = (explain_outage(exc, self.ceylon_url, self.ceylon_timeout)
+                      if self.ceylon_url else None)
+            if better is None:
+                raise
+            raise better from exc
 
 
 class ExplainingRedis(_Explaining, redis.Redis):
@@ -122,6 +128,30 @@ class ExplainingCluster(_Explaining, Cluster):
 
 class AsyncExplainingCluster(_AsyncExplaining, AsyncCluster):  # type: ignore[misc]
     """An asyncio cluster client whose outage errors are explained."""
+
+
+class QuickBlockingPool(aioredis.BlockingConnectionPool):
+    """A BlockingConnectionPool that hands out an idle connection at once when nobody waits
+    for one, without its condition and timer: that costs about 10 us a command, a tenth of
+    a one-at-a-time enqueue. Waiting for a free connection is redis-py's, unchanged."""
+
+    _waiting = 0
+
+    async def get_connection(self, *args: Any, **kwargs: Any) -> Any:
+        if self._available_connections and not self._waiting:
+            connection = self._available_connections.pop()
+            self._in_use_connections.add(connection)
+            try:
+                await self.ensure_connection(connection)
+            except BaseException:
+                await self.release(connection)
+                raise
+            return connection
+        self._waiting += 1
+        try:
+            return await super().get_connection(*args, **kwargs)  # type: ignore[no-untyped-call]
+        finally:
+            self._waiting -= 1
 
 
 def daemon_timeouts(settings: Settings) -> dict[str, float]:
@@ -166,7 +196,7 @@ def async_redis(url: str, *, timeout: float | None = None, **kwargs: Any) -> aio
     elif is_sentinel_url(url):
         client = SentinelTarget.parse(url).async_client(client_class, **options)
     else:
-        pool = aioredis.BlockingConnectionPool.from_url(url, **options)
+        pool = QuickBlockingPool.from_url(url, **options)
         client = client_class.from_pool(pool)
     if timeout is not None:
         client.ceylon_url, client.ceylon_timeout = url, timeout

@@ -17,7 +17,7 @@ import pytest
 import redis
 
 from ceylon_redis import AsyncClient, Client, Settings, TaskStatus, ValidationError
-from ceylon_redis.connection import daemon_timeouts, explain_outage
+from ceylon_redis.connection import QuickBlockingPool, daemon_timeouts, explain_outage
 from ceylon_redis.errors import CeylonRedisError, RedisConnectionError, RedisTimeoutError
 from tests.cli_support import assert_one_error_line, cli
 from tests.conftest import Daemon, spawn_worker
@@ -211,3 +211,26 @@ def test_waits_outlast_the_socket_timeout(own_redis: RedisServer,
         worker.wait_for(f"task {long} cancelled while running", timeout=5)
     _assert_no_lost_connections(worker)
     assert worker.stop() == 0
+
+
+async def test_the_quick_pool_stays_bounded_and_hands_freed_connections_to_waiters(
+        redis_url: str) -> None:
+    pool = QuickBlockingPool.from_url(redis_url, max_connections=2, timeout=5)
+    r = redis.asyncio.Redis.from_pool(pool)
+    try:
+        # Two slow commands hold both connections; eight quick ones wait, then run on them.
+        replies = await asyncio.gather(r.blpop([f"nothing-{uuid.uuid4().hex}"], 0.3),
+                                       r.blpop([f"nothing-{uuid.uuid4().hex}"], 0.3),
+                                       *(r.ping() for _ in range(8)))
+        assert replies == [None, None] + [True] * 8
+        assert len(pool._available_connections) + len(pool._in_use_connections) == 2
+        assert await r.ping()  # the idle connection is handed out at once again
+        short = QuickBlockingPool.from_url(redis_url, max_connections=1, timeout=0.2)
+        s = redis.asyncio.Redis.from_pool(short)
+        try:
+            with pytest.raises(redis.ConnectionError, match="No connection available"):
+                await asyncio.gather(s.blpop([f"nothing-{uuid.uuid4().hex}"], 1), s.ping())
+        finally:
+            await s.aclose()
+    finally:
+        await r.aclose()
