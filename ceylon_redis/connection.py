@@ -76,6 +76,12 @@ def _explained(client: Any) -> contextlib.AbstractContextManager[None]:
                          client.ceylon_timeout if client.ceylon_url else None)
 
 
+def _explanation(client: Any, exc: BaseException) -> Exception | None:
+    """explain_outage for a client's own URL and timeout; None before it knows them."""
+    return explain_outage(exc, client.ceylon_url, client.ceylon_timeout) \
+        if client.ceylon_url else None
+
+
 class _Explaining:
     """What every explaining client shares: the URL and timeout its errors name, and its
     commands and pipelines raising explained errors (a mixin before the redis-py class)."""
@@ -104,8 +110,7 @@ class _AsyncExplaining(_Explaining):
             return await super(_Explaining, self).execute_command(  # type: ignore[misc]
                 *args, **options)
         except (redis.ConnectionError, redis.TimeoutError) as exc:
-            better = (explain_outage(exc, self.ceylon_url, self.ceylon_timeout)
-                      if self.ceylon_url else None)
+            better = _explanation(self, exc)
             if better is None:
                 raise
             raise better from exc

@@ -447,9 +447,6 @@ class Worker:
     @staticmethod
     async def _take_permit(c: _Consumer, permits: asyncio.Semaphore, entry: str) -> None:
         """Wait for a free permit; while waiting, the entry counts as taken but not started."""
-        if not permits.locked() and not c.waiting:
-            await permits.acquire()  # returns at once
-            return
         c.waiting.add(entry)
         try:
             await permits.acquire()
@@ -601,7 +598,7 @@ class Worker:
             for entry in list(c.waiting):
                 c.unstarted.append(entry)
                 c.inflight[entry].cancel()
-        inflight = [t for c in self.consumers for t in c.inflight.values() if not t.done()]
+        inflight = [t for c in self.consumers for t in c.inflight.values()]
         if not inflight:
             return
         logger.info("draining {} in-flight tasks (grace {} s)", len(inflight), self.grace)
@@ -684,7 +681,7 @@ class Worker:
 def default_prefetch(handler: Handler, concurrency: int) -> int:
     """Tasks a consumer takes beyond its concurrency unless told: as many again for a sync
     function (its threads never wait on Redis between short tasks), none otherwise."""
-    return concurrency if not handler.is_async else 0
+    return 0 if handler.is_async else concurrency
 
 
 def _last_line(error: str) -> str:
