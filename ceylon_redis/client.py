@@ -113,6 +113,8 @@ class _Base:
         links to make first. A graph goes whole to its graph id's partition, other tasks to
         their own; with partitions, every prerequisite enqueued in another call is linked
         (it may live anywhere) and releases its dependent through a coordinator."""
+        if self.parts.count == 1 and not graph_id:
+            return [], [(self.keys, self._batches(specs))]
         groups: dict[Keys, list[TaskSpec]] = {}
         if self.parts.count == 1:
             groups[self.keys] = specs
@@ -260,7 +262,7 @@ class _Base:
                 "(Settings.wait_replicas): a failover now would lose them", ids)
 
     def _batches(self, specs: list[TaskSpec]) -> list[list[Any]]:
-        if len({s.id for s in specs}) != len(specs):
+        if len(specs) > 1 and len({s.id for s in specs}) != len(specs):
             enqueue_args(specs)  # raises, naming the id that appears twice; nothing written
         return [enqueue_args(specs[i:i + _BATCH]) for i in range(0, len(specs), _BATCH)]
 

@@ -82,12 +82,13 @@ class TaskSpec:
         return [d for d, _ in self.depends_on]
 
     def args(self) -> list[Any]:
-        edges = [x for dep, policy in self.depends_on
-                 for x in (dep, policy_code(policy, dep in self.linked))]
+        """This task's two arguments to the enqueue script: its header lines, its data."""
         ttl = "" if self.ttl == SCRIPT_DEFAULT_TTL else self.ttl
-        return [self.id, self.role, self.name, self.data, _opt(self.max_attempts), ttl,
-                self.reply_to, _opt(self.backoff_ms), _opt(self.timeout_ms), self.due,
-                len(self.depends_on), *edges]
+        fields = [self.id, self.role, self.name, _opt(self.max_attempts), ttl, self.reply_to,
+                  _opt(self.backoff_ms), _opt(self.timeout_ms), self.due]
+        for dep, policy in self.depends_on:
+            fields += (dep, policy_code(policy, dep in self.linked))
+        return ["\n".join(map(str, fields)), self.data]
 
 
 def policy_code(policy: OnFailure, linked: bool = False) -> str:

@@ -14,7 +14,7 @@ import redis
 import ceylon_redis.scripts as scripts_pkg
 from ceylon_redis.codec import decode, encode
 from ceylon_redis.keys import GROUP, Keys
-from ceylon_redis.protocol import enqueue_args, make_spec, parse_notification
+from ceylon_redis.protocol import Dep, enqueue_args, make_spec, parse_notification
 from ceylon_redis.scripts import NAMES, Scripts, source
 from ceylon_redis.settings import Settings
 
@@ -191,6 +191,24 @@ def test_enqueue_same_id_twice_in_one_call_is_invalid(env: Env) -> None:
     reply = env.run("enqueue", args)
     assert reply[:2] == [b"ERR", b"INVALID"]
     assert env.r.dbsize() == 0
+
+
+def test_enqueue_reads_every_header_field_and_refuses_a_malformed_header(env: Env) -> None:
+    spec = make_spec(env.settings, "role", [1], task_id="full", name="résumé: a b, c",
+                     depends_on=[Dep("p1", "run"), "p2"], max_attempts=3, result_ttl=60,
+                     backoff=0.25, timeout=2, delay=30)
+    spec.linked = frozenset({"p1", "p2"})  # as the client marks edges linked elsewhere
+    assert env.run("enqueue", enqueue_args([spec]))[:3] == [b"OK", 0, 1]
+    h = env.h("full")
+    assert (h["role"], h["name"], h["max_attempts"], h["ttl"], h["backoff"], h["timeout"]) \
+        == ("role", "résumé: a b, c", "3", "60", "250", "2000")
+    assert h["depends_on"] == "p1 p2" and h["dep_policy"] == "p1=r"
+    assert "due_at" in h and decode(h["data"]) == [1]
+    header, data = make_spec(env.settings, "role", 1, task_id="bad").args()
+    for broken in (header.rsplit("\n", 1)[0], header + "\ndangling"):
+        reply = env.run("enqueue", ["", 0, 1, broken, data])
+        assert reply[:2] == [b"ERR", b"INVALID"] and b"malformed" in reply[2]
+    assert not env.r.exists(env.k.task("bad"))
 
 
 def test_enqueue_unknown_prerequisite_writes_nothing(env: Env) -> None:

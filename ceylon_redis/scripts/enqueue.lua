@@ -2,12 +2,12 @@
 --
 -- KEYS[1]  namespace base "{prefix}:"
 -- ARGV[1]  graph id ('' for none), ARGV[2] the graph's TTL in seconds,
--- ARGV[3]  number of tasks N, then for each task, in order:
---          id, role, name, data (msgpack), max_attempts, ttl ('' for the
---          default, 86400 s, which is then not stored), reply_to,
---          backoff (first retry delay, ms), timeout (ms), due (when to run:
---          '+ms' from now or absolute ms on Redis's clock),
---          D (number of prerequisites), then D pairs: prerequisite id, policy
+-- ARGV[3]  number of tasks N, then two arguments per task: its header and its data
+--          (msgpack). The header is one string of lines (no field can hold a newline):
+--          id, role, name, max_attempts, ttl ('' for the default, 86400 s, which is
+--          then not stored), reply_to, backoff (first retry delay, ms), timeout (ms),
+--          due (when to run: '+ms' from now or absolute ms on Redis's clock),
+--          then one line per prerequisite and its policy, alternating
 --          (c = cancel this task if it fails, r = run anyway, i = ignore the edge;
 --          upper case C R I: the prerequisite lives in another partition, where
 --          link.lua registered this task already, and its release comes from a
@@ -15,6 +15,8 @@
 --          max_attempts, backoff, timeout and due may be '': the worker's
 --          defaults apply, and the task runs as soon as it is ready.
 --          A prerequisite may be a task earlier or later in the same call.
+--          One header per task, not one argument per field: the client packs two
+--          arguments instead of eleven, the most of a one-at-a-time enqueue's CPU.
 -- Returns  {'OK', ready (queued or scheduled), waiting}
 --          {'ERR', 'EXISTS'|'UNKNOWN'|'DEPENDENCY'|'INVALID', detail}; nothing written
 --!include common.lua
@@ -23,15 +25,20 @@ local OPTIONAL_FIELDS = {'max_attempts', 'reply_to', 'backoff', 'timeout'}
 local base, gid, gttl = KEYS[1], ARGV[1], ARGV[2]
 local n = tonumber(ARGV[3])
 local tasks, in_batch = {}, {}
-local i = 4
+-- The header's nine fixed lines, then the rest: '' or "\n<dep>\n<policy>..." pairs.
+local HEADER = '^' .. string.rep('([^\n]*)\n', 8) .. '([^\n]*)(.*)$'
 for t = 1, n do
-  local task = {id = ARGV[i], role = ARGV[i + 1], name = ARGV[i + 2], data = ARGV[i + 3],
-                max_attempts = ARGV[i + 4], ttl = ARGV[i + 5], reply_to = ARGV[i + 6],
-                backoff = ARGV[i + 7], timeout = ARGV[i + 8], due = ARGV[i + 9]}
-  local d = tonumber(ARGV[i + 10])
+  local header = ARGV[2 + 2 * t]
+  local id, role, name, max_attempts, ttl, reply_to, backoff, timeout, due, edges =
+    string.match(header, HEADER)
+  if not id or select(2, string.gsub(edges, '\n', '')) % 2 == 1 then
+    return {'ERR', 'INVALID', 'task #' .. t .. ' has a malformed header'}
+  end
+  local task = {id = id, role = role, name = name, data = ARGV[3 + 2 * t],
+                max_attempts = max_attempts, ttl = ttl, reply_to = reply_to,
+                backoff = backoff, timeout = timeout, due = due}
   task.deps, task.policy = {}, {}
-  for k = 1, d do
-    local dep, policy = ARGV[i + 9 + 2 * k], ARGV[i + 10 + 2 * k]
+  for dep, policy in string.gmatch(edges, '\n([^\n]*)\n([^\n]*)') do
     local lower = string.lower(policy)
     if lower ~= 'c' and lower ~= 'r' and lower ~= 'i' then
       return {'ERR', 'INVALID', 'unknown failure policy ' .. policy .. ' on ' .. dep}
@@ -40,9 +47,8 @@ for t = 1, n do
       task.external = task.external or {}
       task.external[dep] = true
     end
-    task.deps[k], task.policy[dep] = dep, lower
+    task.deps[#task.deps + 1], task.policy[dep] = dep, lower
   end
-  i = i + 11 + 2 * d
   if in_batch[task.id] then
     return {'ERR', 'INVALID', 'task id ' .. task.id .. ' appears twice in one call'}
   end
@@ -84,10 +90,9 @@ for _, task in ipairs(tasks) do
   end
 end
 
-local now = now_str()
 local queued, waiting = 0, 0
 if gid ~= '' then
-  redis.call('HSET', graph_key(base, gid), 'total', n, 'created_at', now, 'ttl', gttl)
+  redis.call('HSET', graph_key(base, gid), 'total', n, 'created_at', now_str(), 'ttl', gttl)
 end
 local roles_seen = {}
 for _, task in ipairs(tasks) do
@@ -138,12 +143,12 @@ for _, task in ipairs(tasks) do
     redis.call('HSET', hkey, unpack(fields))
     queued = queued + 1
   elseif #task.pending == 0 then
-    fields[#fields + 1] = 'enqueued_at'; fields[#fields + 1] = now
+    fields[#fields + 1] = 'enqueued_at'; fields[#fields + 1] = now_str()
     redis.call('HSET', hkey, unpack(fields))
     release(base, task.id, hkey, task.role, due_at, false)
     queued = queued + 1
   else
-    fields[#fields + 1] = 'enqueued_at'; fields[#fields + 1] = now
+    fields[#fields + 1] = 'enqueued_at'; fields[#fields + 1] = now_str()
     redis.call('HSET', hkey, unpack(fields))
     park(base, task.id, hkey, task.role)
     for _, dep in ipairs(task.pending) do
