@@ -8,7 +8,6 @@ import inspect
 import time
 import traceback
 from collections.abc import Callable
-from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,7 +15,7 @@ from .codec import encode
 from .errors import EncodeError, Retry, ValidationError
 from .keys import check_name
 from .process import ProcessRequest, ProcessWorker, TaskContext, _current
-from .threads import ThreadRunner
+from .threads import Call, ThreadRunner
 
 FINAL, NOT_RETRYABLE, BACKOFF = "n", "x", "b"
 """How the finish script treats a failed attempt (else: retry after that many ms)."""
@@ -46,7 +45,7 @@ class Handler:
 
     async def run(self, ctx: TaskContext, data: Any, threads: ThreadRunner,
                   timeout: float | None = None,
-                  on_thread: Callable[[Future[Any]], None] | None = None) -> Outcome:
+                  on_thread: Callable[[Call], None] | None = None) -> Outcome:
         """Run the handler for one task and turn what it did into an Outcome.
 
         Past ``timeout`` seconds the attempt fails with a timeout error: an async
@@ -67,7 +66,7 @@ class Handler:
             _current.reset(token)
 
     async def _call(self, ctx: TaskContext, data: Any, threads: ThreadRunner,
-                    on_thread: Callable[[Future[Any]], None] | None) -> Outcome:
+                    on_thread: Callable[[Call], None] | None) -> Outcome:
         try:
             if self.process_worker is not None:
                 value = await self.process_worker._processor(

@@ -18,7 +18,6 @@ import socket
 import sys
 import time
 import uuid
-from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -45,7 +44,7 @@ from .protocol import parse_started
 from .scheduler import run_scheduler
 from .scripts import Scripts, run_each_async, script_protocol
 from .settings import Settings, redact_url
-from .threads import ThreadRunner
+from .threads import Call, ThreadRunner
 
 _IDLE_READ = 30.0
 """Seconds one read of the control channel waits for a message before waiting again."""
@@ -404,7 +403,7 @@ class Worker:
 
     async def _run(self, c: _Consumer, ctx: TaskContext, entry: str, data: Any,
                    timeout: float | None) -> None:
-        threads: list[Future[Any]] = []
+        threads: list[Call] = []
         permits, holding = c.slots.permits, False
         mid_run = None
         try:
@@ -463,7 +462,7 @@ class Worker:
         c.cancel_requested.discard(task_id)
         c.slots.slot_freed.set()
 
-    def _hold_slot(self, c: _Consumer, task_id: str, thread: Future[Any]) -> None:
+    def _hold_slot(self, c: _Consumer, task_id: str, thread: Call) -> None:
         """Keep a slot taken until the thread of an abandoned sync attempt returns."""
         loop = asyncio.get_running_loop()
         c.slots.stragglers += 1
@@ -477,7 +476,8 @@ class Worker:
                 c.slots.permits.release()
             c.slots.slot_freed.set()
 
-        thread.add_done_callback(lambda _: loop.call_soon_threadsafe(release))
+        assert self._threads is not None
+        self._threads.on_done(thread, lambda _: loop.call_soon_threadsafe(release))
 
     def cancel_task(self, task_id: str, why: str) -> bool:
         """Cancel the running attempt of ``task_id`` here, if any (its outcome is dropped)."""
