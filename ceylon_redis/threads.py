@@ -18,6 +18,8 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
+from loguru import logger
+
 _QUEUED, _RUNNING, _DONE, _CANCELLED = range(4)
 
 
@@ -148,7 +150,10 @@ class ThreadRunner:
                 self._scheduled = True
                 self._spare += 1
             for callback in callbacks:
-                callback(call)
+                try:
+                    callback(call)
+                except Exception:  # the thread serves on whatever a callback does
+                    logger.exception("a callback of a finished sync call failed")
             if schedule:
                 try:
                     self._loop.call_soon_threadsafe(self._hand_over)
