@@ -303,6 +303,7 @@ class Worker:
         # holding the last slot on an empty partition lets it go soon.
         block = (self.settings.block_ms if c.slots.concurrency >= c.slots.readers
                  else min(self.settings.block_ms, 100))
+        busy = False  # the last read found entries: the next takes (reads and starts at once)
         while not self._stopping.is_set():
             free = c.slots.share()
             if free <= 0:
@@ -313,6 +314,13 @@ class Worker:
                 # In-process Redis: whoever just finished a task would always read first;
                 # a random pause shares the work among idle consumers as Redis' FIFO would.
                 await self._wait_either(asyncio.sleep(random.uniform(0.002, 0.02)))
+            if busy:
+                c.slots.reserved += free
+                try:
+                    busy = await self._take(c, free)
+                finally:
+                    self._unreserve(c, free)
+                continue
             began = time.monotonic()
             c.slots.reserved += free
             try:
@@ -343,6 +351,7 @@ class Worker:
                 if self._fault:
                     self._fault.reached("after-read")
                 await self._start(c, entries)
+                busy = True
             finally:
                 self._unreserve(c, free)
 
@@ -376,9 +385,29 @@ class Worker:
                 await asyncio.sleep(0.5)
         else:
             return  # the entries stay pending for us and are given back at exit or by the reaper
+        await self._launch(c, [e for e, _ in entries], items)
+
+    async def _take(self, c: _Consumer, count: int) -> bool:
+        """Read and start up to ``count`` new entries in one call; False when there were
+        none (or Redis failed: entries it read stay pending for the heartbeat to give back)."""
+        try:
+            reply = await self.scripts.start(keys=[c.keys.base], args=[c.role, c.id, ">", count])
+        except Exception as exc:
+            if isinstance(exc, redis.ResponseError) and "NOGROUP" in str(exc):
+                return False  # the blocking read makes the group again
+            if not is_outage(exc):
+                raise
+            logger.warning("worker {}: reading failed ({}); retrying", c.id, exc)
+            return False
+        if reply:
+            await self._launch(c, reply[0::2], reply[1::2])
+        return bool(reply)
+
+    async def _launch(self, c: _Consumer, entry_ids: list[bytes], items: list[Any]) -> None:
+        """Run the attempts start.lua began; skip what it refused."""
         if self._fault:
             self._fault.reached("after-start")
-        for (entry_id, _), item in zip(entries, items):
+        for entry_id, item in zip(entry_ids, items):
             entry = entry_id.decode()
             started = parse_started(item)
             tid, attempt = started.task_id, started.attempt

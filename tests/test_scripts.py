@@ -17,6 +17,7 @@ from ceylon_redis.keys import GROUP, Keys
 from ceylon_redis.protocol import Dep, enqueue_args, make_spec, parse_notification
 from ceylon_redis.scripts import NAMES, Scripts, source
 from ceylon_redis.settings import Settings
+from tests.conftest import delete_namespace
 
 
 @dataclass
@@ -289,6 +290,28 @@ def test_start_marks_running_and_counts_the_attempt(env: Env) -> None:
     assert h["worker"] == "c1"
     assert float(h["started_at"]) >= float(h["enqueued_at"])
     assert env.pending("c1") == [pairs[0][0]]
+
+
+@pytest.mark.parametrize("where", ["fakeredis", "real"])
+def test_start_can_read_the_entries_itself(where: str, request: pytest.FixtureRequest,
+                                           prefix: str) -> None:
+    # XREADGROUP's reply inside Lua differs between Redis and fakeredis: both are read.
+    r = request.getfixturevalue("fake_sync" if where == "fakeredis" else "sync_redis")
+    env = Env(r, Scripts.register(r), Keys(prefix), Settings(prefix=prefix))
+    if where == "real":
+        request.addfinalizer(lambda: delete_namespace(r, prefix))
+    env.group()
+    assert env.run("start", ["role", "c1", ">", 10]) == []
+    env.enqueue({"id": "t1", "data": "one"}, {"id": "t2"}, {"id": "t3"})
+    bad = env.r.xadd(env.k.stream("role"), {"junk": "no id"}).decode()
+    reply = env.run("start", ["role", "c1", ">", 3])
+    entries = [e.decode() for e in reply[0::2]]
+    assert [i[:2] for i in reply[1::2]] == [[b"t1", 1], [b"t2", 1], [b"t3", 1]]
+    assert decode(reply[1][3]) == "one" and env.h("t1")["worker"] == "c1"
+    assert env.pending("c1") == entries
+    reply = env.run("start", ["role", "c2", ">", 3])  # the rest: a malformed entry
+    assert reply[0].decode() == bad and reply[1][1] == 0 and b"malformed" in reply[1][2]
+    assert env.pending("c2") == [] and len(env.r.xrange(env.k.base + "dead")) == 1
 
 
 def test_start_skips_an_entry_not_pending_for_that_consumer(env: Env) -> None:

@@ -2,8 +2,10 @@
 --
 -- KEYS[1]  namespace base "{prefix}:"
 -- ARGV[1]  role, ARGV[2] consumer (worker id), then pairs: entry id, task id
---          (task id '' for an entry without one)
--- Returns  one item per pair, in order:
+--          (task id '' for an entry without one): the entries it just read;
+--          or ARGV[3] '>' and ARGV[4] a count: read up to that many new entries
+--          here (XREADGROUP, not blocking), saving a busy worker a round trip
+-- Returns  one item per pair, in order (after '>': each item follows its entry id):
 --          {task id, attempt, name, data, timeout (ms, '' for the worker's),
 --           F, F pairs (failed prerequisite, its error), then pairs
 --           (completed prerequisite, its output)}                      run it
@@ -30,10 +32,29 @@ local function drop(entry, tid, reason, dead)
   return {tid, 0, reason}
 end
 
-for i = 3, #ARGV, 2 do
-  local entry, tid = ARGV[i], ARGV[i + 1]
-  local owned = redis.call('XPENDING', stream, GROUP, entry, entry, 1, consumer)
-  if #owned == 0 then
+local entries, taking = {}, ARGV[3] == '>'
+if taking then
+  local reply = redis.call('XREADGROUP', 'GROUP', GROUP, consumer, 'COUNT', ARGV[4],
+                           'STREAMS', stream, '>')
+  -- {{stream, entries}}, or false when there are none (fakeredis: {stream, entries})
+  local read = reply and (type(reply[1]) == 'table' and reply[1][2] or reply[2]) or {}
+  for _, e in ipairs(read) do
+    local tid = ''
+    for k = 1, #e[2], 2 do
+      if e[2][k] == 'id' then tid = e[2][k + 1] end
+    end
+    table.insert(entries, e[1])
+    table.insert(entries, tid)
+  end
+else
+  for i = 3, #ARGV do entries[i - 2] = ARGV[i] end
+end
+
+for i = 1, #entries, 2 do
+  local entry, tid = entries[i], entries[i + 1]
+  if taking then table.insert(out, entry) end
+  local owned = taking or #redis.call('XPENDING', stream, GROUP, entry, entry, 1, consumer) > 0
+  if not owned then
     table.insert(out, {tid, 0, 'entry ' .. entry .. ' is not pending for ' .. consumer})
   elseif tid == '' then
     table.insert(out, drop(entry, tid, 'malformed entry: no id field', true))
