@@ -1,12 +1,12 @@
 """Sync handlers run on a pool of threads of our own, woken one at a time.
 
 A submitted call waits in one queue. An idle thread is woken for it only when no
-other wake-up is still on its way, and a thread that takes a call wakes the next
-one if calls remain: a batch of short calls is run by one or two threads, with
-one wake-up and one GIL hand-over where a ``ThreadPoolExecutor`` takes one per
-call, while calls that take time still spread over every thread within a few
-wake-ups. Outcomes reach the event loop in batches, one loop wake-up for all the
-calls that finished since the last.
+thread is spare (awake and between calls, so bound to look at the queue), and a
+thread that takes a call wakes the next if calls remain: a batch of short calls
+is run by one or two threads, with a wake-up or two where a
+``ThreadPoolExecutor`` wakes a thread per call, while calls that take time still
+spread over every thread within a few wake-ups. Outcomes reach the event loop in
+batches, one loop wake-up for all the calls that finished since the last.
 """
 
 from __future__ import annotations
