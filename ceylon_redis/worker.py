@@ -303,7 +303,9 @@ class Worker:
         # holding the last slot on an empty partition lets it go soon.
         block = (self.settings.block_ms if c.slots.concurrency >= c.slots.readers
                  else min(self.settings.block_ms, 100))
-        busy = False  # the last read found entries: the next takes (reads and starts at once)
+        # The last read filled every slot it asked for, so more are likely waiting: the next
+        # read is a take (read and start in one call) until one comes back short.
+        busy = False
         while not self._stopping.is_set():
             free = c.slots.share()
             if free <= 0:
@@ -351,7 +353,7 @@ class Worker:
                 if self._fault:
                     self._fault.reached("after-read")
                 await self._start(c, entries)
-                busy = True
+                busy = len(entries) >= free
             finally:
                 self._unreserve(c, free)
 
@@ -388,8 +390,8 @@ class Worker:
         await self._launch(c, [e for e, _ in entries], items)
 
     async def _take(self, c: _Consumer, count: int) -> bool:
-        """Read and start up to ``count`` new entries in one call; False when there were
-        none (or Redis failed: entries it read stay pending for the heartbeat to give back)."""
+        """Read and start up to ``count`` new entries in one call; whether it got that many
+        (on a failure, entries it read stay pending for the heartbeat to give back)."""
         try:
             reply = await self.scripts.start(keys=[c.keys.base], args=[c.role, c.id, ">", count])
         except Exception as exc:
@@ -401,7 +403,7 @@ class Worker:
             return False
         if reply:
             await self._launch(c, reply[0::2], reply[1::2])
-        return bool(reply)
+        return len(reply) // 2 >= count
 
     async def _launch(self, c: _Consumer, entry_ids: list[bytes], items: list[Any]) -> None:
         """Run the attempts start.lua began; skip what it refused."""
