@@ -80,7 +80,9 @@ def _run(topology: SentinelSet, ledger: RedisServer, daemons: list[Daemon]) -> N
     topology.wait_for(lambda: topology.master_port() == topology.replica.port)
     promoted_after = time.monotonic() - killed_at
     old_master.start()  # comes back; the sentinels make it the new master's replica
-    topology.wait_for(lambda: topology.replica_count(topology.replica.port) == 1)
+    # Sentinel's own pace (it waits before converting a returning master, then a full
+    # resync): once in a CI run it took over 30 s, so this set-up wait gets 60.
+    topology.wait_for(lambda: topology.replica_count(topology.replica.port) == 1, timeout=60)
     resynced = len(accepted)
     time.sleep(2)
     stop.set()
