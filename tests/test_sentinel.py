@@ -70,23 +70,26 @@ def _run(topology: SentinelSet, ledger: RedisServer, daemons: list[Daemon]) -> N
                     time.sleep(0.1)
                 time.sleep(0.005)
 
-    producer = threading.Thread(target=produce)
+    producer = threading.Thread(target=produce, daemon=True)
     producer.start()
-    time.sleep(3)
-    before = len(accepted)
-    old_master = topology.master
-    old_master.kill()
-    killed_at = time.monotonic()
-    topology.wait_for(lambda: topology.master_port() == topology.replica.port)
-    promoted_after = time.monotonic() - killed_at
-    old_master.start()  # comes back; the sentinels make it the new master's replica
-    # Sentinel's own pace (it waits before converting a returning master, then a full
-    # resync): once in a CI run it took over 30 s, so this set-up wait gets 60.
-    topology.wait_for(lambda: topology.replica_count(topology.replica.port) == 1, timeout=60)
-    resynced = len(accepted)
-    time.sleep(2)
-    stop.set()
-    producer.join(30)
+    try:
+        time.sleep(3)
+        before = len(accepted)
+        old_master = topology.master
+        old_master.kill()
+        killed_at = time.monotonic()
+        topology.wait_for(lambda: topology.master_port() == topology.replica.port)
+        promoted_after = time.monotonic() - killed_at
+        old_master.start()  # comes back; the sentinels make it the new master's replica
+        # Sentinel's own pace (it waits before converting a returning master, then a full
+        # resync): once in a CI run it took over 30 s, so this set-up wait gets 60.
+        topology.wait_for(lambda: topology.replica_count(topology.replica.port) == 1,
+                          timeout=60)
+        resynced = len(accepted)
+        time.sleep(2)
+    finally:  # a failed step must not leave the producer running (pytest would never exit)
+        stop.set()
+        producer.join(30)
     assert not producer.is_alive()
 
     with Client(settings=settings.with_(wait_replicas=0)) as client:
