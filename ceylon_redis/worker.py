@@ -15,7 +15,6 @@ import asyncio
 import os
 import random
 import socket
-import sys
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -766,10 +765,8 @@ async def run_worker(handlers: Any, **options: Any) -> None:
     install_stack_dumps()
     await worker.run()
     abandoned = sum(c.slots.stragglers for c in worker._firsts)
-    if abandoned:  # Python's exit would join those threads, however long they run
+    if abandoned:  # daemon threads: the process exits without waiting for them
         logger.warning("exiting without {} sync handler threads that still run (their tasks "
                        "were given back)", abandoned)
-        sys.stderr.flush()
-        os._exit(0)
 
 
