@@ -19,6 +19,7 @@ from .cluster import (
     wrap_execute,
 )
 from .errors import RedisConnectionError, RedisTimeoutError
+from .lane import Lane
 from .sentinel import SentinelTarget, is_sentinel_url
 from .settings import redact_url
 
@@ -205,6 +206,8 @@ def async_redis(url: str, *, timeout: float | None = None, **kwargs: Any) -> aio
         client = client_class.from_pool(pool)
     if timeout is not None:
         client.ceylon_url, client.ceylon_timeout = url, timeout
+        if not is_cluster_url(url):
+            client.ceylon_lane = Lane()
     return cast(aioredis.Redis, client)
 
 
@@ -232,6 +235,8 @@ def sync_redis(url: str, *, timeout: float | None = None, **kwargs: Any) -> redi
         client = client_class.from_pool(redis.BlockingConnectionPool.from_url(url, **options))
     if timeout is not None:
         client.ceylon_url, client.ceylon_timeout = url, timeout
+        if not is_cluster_url(url):
+            client.ceylon_lane = Lane()
     return cast(redis.Redis, client)
 
 

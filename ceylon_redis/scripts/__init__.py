@@ -18,6 +18,8 @@ from typing import Any
 import redis
 import redis.asyncio as aioredis
 
+from ..lane import arun_script, run_script
+
 _INCLUDE = re.compile(r"^--!include (\S+)$", re.MULTILINE)
 NAMES = ("enqueue", "start", "finish", "requeue", "reap", "heartbeat", "watch", "cancel",
          "graph_retry", "stats", "promote", "dead_retry", "clock", "link", "release")
@@ -79,7 +81,7 @@ def run_each(client: Any, script: Any, keys: list[str], arg_lists: list[list[Any
         out = []
         for args in arg_lists:
             try:
-                out.append(script(keys=keys, args=args))
+                out.append(run_script(client, script, keys, args))
             except redis.ResponseError as exc:
                 if raise_on_error:
                     raise
@@ -98,7 +100,7 @@ async def run_each_async(client: Any, script: Any, keys: list[str],
         out = []
         for args in arg_lists:
             try:
-                out.append(await script(keys=keys, args=args))
+                out.append(await arun_script(client, script, keys, args))
             except redis.ResponseError as exc:
                 if raise_on_error:
                     raise
