@@ -68,7 +68,8 @@ class WorkerProcess:
         return self.proc.poll() is None
 
     def stop(self, timeout: float = 20.0) -> None:
-        """SIGTERM the whole process group; SIGKILL it if it does not exit in time."""
+        """SIGTERM the whole process group; SIGKILL it if it does not exit in time, and
+        whatever of the group outlived its leader."""
         for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 10.0)):
             if self.proc.poll() is not None:
                 break
@@ -80,6 +81,10 @@ class WorkerProcess:
                 self.proc.wait(wait)
             except subprocess.TimeoutExpired:
                 continue
+        try:  # children the leader left behind would share the CPU with the next runs
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
         self._log.close()
 
     def tail(self, n: int = 15) -> str:
