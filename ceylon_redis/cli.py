@@ -472,20 +472,40 @@ def stats(role: str | None, watch_every: float | None, as_json: bool, url: str |
     Kept by the coordinator since the first one started. /MIN is the last full
     minute; --json has the whole last hour.
     """
-    import time
-
     with Client(url, prefix) as client:
-        try:
-            while True:
-                st = client.stats(role)
-                if watch_every is not None and not as_json:
-                    click.clear()
-                click.echo(_dumps(_stats_json(st), indent=2) if as_json else _stats_text(st))
-                if watch_every is None:
-                    return
-                time.sleep(watch_every)
-        except KeyboardInterrupt:  # Ctrl-C ends --watch, wherever it lands
-            return
+        def show() -> None:
+            st = client.stats(role)
+            if watch_every is not None and not as_json:
+                click.clear()
+            click.echo(_dumps(_stats_json(st), indent=2) if as_json else _stats_text(st))
+
+        if watch_every is None:
+            show()
+        else:
+            _every_until_ctrl_c(watch_every, show)
+
+
+def _every_until_ctrl_c(seconds: float, refresh: Callable[[], None]) -> None:
+    """Call ``refresh`` every ``seconds`` until Ctrl-C, which ends the wait at once but lets
+    a refresh finish: interrupted inside redis-py's pool, it could leave the pool's lock
+    held and the exit hanging on it. A second Ctrl-C interrupts whatever runs."""
+    import signal
+    import threading
+
+    stop = threading.Event()
+    previous = signal.getsignal(signal.SIGINT)
+
+    def first_ctrl_c(signum: int, frame: Any) -> None:
+        stop.set()
+        signal.signal(signal.SIGINT, previous)
+
+    signal.signal(signal.SIGINT, first_ctrl_c)
+    try:
+        while not stop.is_set():
+            refresh()
+            stop.wait(seconds)
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 @main.command()
