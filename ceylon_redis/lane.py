@@ -5,10 +5,16 @@ socket (in asyncio, a zero timeout around a read): about 15 us of a 120 us
 one-at-a-time enqueue, 6 of 90 blocking. The lane keeps one connection checked
 out and uses it while no other call holds it; a call that finds it busy, a
 forked process, and every pipeline go through the pool as before.
+
+A call is sent again (the pool's way) only when it cannot have reached Redis: the
+lane connection was found closed before sending, or connecting or sending failed.
+Once sent, a lost connection is raised as the pool's path raises it, since the
+script may have run.
 """
 
 from __future__ import annotations
 
+import inspect
 import os
 from typing import Any
 
@@ -37,27 +43,47 @@ class Lane:
             self.opened = True
             return OPEN
 
+    def give_back(self, conn: Any) -> None:
+        if conn is OPEN:
+            self.opened = False
+        else:
+            self.idle.append(conn)
+
 
 OPEN = object()
 """Lane.take's answer when the lane has no connection yet: check one out of the pool."""
 
 
-def _checkout(pool: Any) -> Any:
-    try:
-        return pool.get_connection()
-    except TypeError:  # redis-py before 5.3 wants a command name
-        return pool.get_connection("EVALSHA")
-
-
-async def _acheckout(pool: Any) -> Any:
-    try:
-        return await pool.get_connection()
-    except TypeError:
-        return await pool.get_connection("EVALSHA")
+def _checkout_args(pool: Any) -> tuple[str, ...]:
+    """redis-py before 5.3 wants a command name; later ones warn when given one."""
+    param = inspect.signature(pool.get_connection).parameters.get("command_name")
+    return ("EVALSHA",) if param is not None and param.default is param.empty else ()
 
 
 def _command(script: Any, keys: list[str], args: list[Any]) -> tuple[Any, ...]:
     return ("EVALSHA", script.sha, len(keys), *keys, *args)
+
+
+def _stale(conn: Any) -> bool:
+    """True when a connected lane connection was closed by Redis (or holds unread data)."""
+    if getattr(conn, "_sock", None) is None:
+        return False  # not connected: sending connects it
+    try:
+        return bool(conn.can_read(timeout=0))
+    except (redis.ConnectionError, OSError):
+        return True
+
+
+def _astale(conn: Any) -> bool:
+    """_stale for an asyncio connection, from its stream's state: no system call."""
+    reader = getattr(conn, "_reader", None)
+    return reader is not None and (reader.at_eof() or reader.exception() is not None)
+
+
+def _marked(conn: Any) -> bool:
+    """redis-py 8 marks a connection to reconnect (a server maintenance notice)."""
+    should = getattr(conn, "should_reconnect", None)
+    return bool(should and should())
 
 
 def _explained(client: Any, exc: BaseException) -> BaseException:
@@ -70,37 +96,40 @@ def _explained(client: Any, exc: BaseException) -> BaseException:
 def run_script(client: Any, script: Any, keys: list[str], args: list[Any]) -> Any:
     """``script(keys=keys, args=args)`` on ``client``, over its lane when that is free.
 
-    A reply error is raised as the pool's path would. NOSCRIPT, or a connection
-    that broke (say, Redis restarted since its last use), sends the call the pool's
-    way, which loads the script or reconnects; a timeout is raised, not repeated.
+    A reply error is raised as the pool's path would; on NOSCRIPT, or when the call
+    cannot have reached Redis, the call goes the pool's way (which loads the script
+    or reconnects). A timeout or a connection lost after sending is raised.
     """
     lane: Lane | None = getattr(client, "ceylon_lane", None)
     conn = lane.take() if lane is not None else None
     if conn is None:
         return script(keys=keys, args=args)
     assert lane is not None
+    sent = broken = False
     try:
         if conn is OPEN:
-            conn = _checkout(client.connection_pool)
+            conn = client.connection_pool.get_connection(*_checkout_args(client.connection_pool))
+        if _stale(conn):
+            conn.disconnect()
         conn.send_packed_command(conn.pack_command(*_command(script, keys, args)))
-        reply = conn.read_response()
+        sent = True
+        return conn.read_response()
     except redis.exceptions.NoScriptError:
-        lane.idle.append(conn)
         return script(keys=keys, args=args)
     except redis.ResponseError:
-        lane.idle.append(conn)
         raise
-    except redis.TimeoutError as exc:
-        _drop(lane, conn)
-        raise _explained(client, exc) from exc
-    except redis.ConnectionError:
-        _drop(lane, conn)
+    except (redis.ConnectionError, redis.TimeoutError) as exc:
+        broken = True
+        if sent or isinstance(exc, redis.TimeoutError):
+            raise _explained(client, exc) from exc
         return script(keys=keys, args=args)
     except BaseException:
-        _drop(lane, conn)
+        broken = True
         raise
-    lane.idle.append(conn)
-    return reply
+    finally:
+        if conn is not OPEN and (broken or _marked(conn)):
+            conn.disconnect()
+        lane.give_back(conn)
 
 
 async def arun_script(client: Any, script: Any, keys: list[str], args: list[Any]) -> Any:
@@ -110,42 +139,29 @@ async def arun_script(client: Any, script: Any, keys: list[str], args: list[Any]
     if conn is None:
         return await script(keys=keys, args=args)
     assert lane is not None
+    sent = broken = False
     try:
         if conn is OPEN:
-            conn = await _acheckout(client.connection_pool)
+            conn = await client.connection_pool.get_connection(
+                *_checkout_args(client.connection_pool))
+        if _astale(conn):
+            await conn.disconnect()
         await conn.send_packed_command(conn.pack_command(*_command(script, keys, args)))
-        reply = await conn.read_response()
+        sent = True
+        return await conn.read_response()
     except redis.exceptions.NoScriptError:
-        lane.idle.append(conn)
         return await script(keys=keys, args=args)
     except redis.ResponseError:
-        lane.idle.append(conn)
         raise
-    except redis.TimeoutError as exc:
-        await _adrop(lane, conn)
-        raise _explained(client, exc) from exc
-    except redis.ConnectionError:
-        await _adrop(lane, conn)
+    except (redis.ConnectionError, redis.TimeoutError) as exc:
+        broken = True
+        if sent or isinstance(exc, redis.TimeoutError):
+            raise _explained(client, exc) from exc
         return await script(keys=keys, args=args)
     except BaseException:
-        await _adrop(lane, conn)
+        broken = True
         raise
-    lane.idle.append(conn)
-    return reply
-
-
-def _drop(lane: Lane, conn: Any) -> None:
-    """Close a lane connection that failed mid-call; it reconnects on its next use."""
-    if conn is OPEN:
-        lane.opened = False
-        return
-    conn.disconnect()
-    lane.idle.append(conn)
-
-
-async def _adrop(lane: Lane, conn: Any) -> None:
-    if conn is OPEN:
-        lane.opened = False
-        return
-    await conn.disconnect()
-    lane.idle.append(conn)
+    finally:
+        if conn is not OPEN and (broken or _marked(conn)):
+            await conn.disconnect(nowait=True)
+        lane.give_back(conn)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
 import threading
 import time
 import warnings
@@ -15,7 +16,7 @@ import pytest
 import redis
 
 from ceylon_redis import AsyncClient, Client, Settings
-from ceylon_redis.errors import RedisTimeoutError
+from ceylon_redis.errors import RedisConnectionError, RedisTimeoutError
 
 from .redis_server import RedisServer
 
@@ -67,6 +68,7 @@ def test_a_killed_async_lane_connection_is_reopened(own_redis: RedisServer) -> N
         async with AsyncClient(own_redis.url, "akilled") as client:
             await client.enqueue("r", "first")
             assert probe.client_kill(_lane_address(client))
+            await asyncio.sleep(0.05)  # the event loop sees the close, as after a restart
             second = await client.enqueue("r", "second")
             third = await client.enqueue("r", "third")
             assert (await client.get(second)).data == "second"
@@ -74,6 +76,64 @@ def test_a_killed_async_lane_connection_is_reopened(own_redis: RedisServer) -> N
             assert await client.redis.xlen(client.keys.stream("r")) == 3
 
     asyncio.run(main())
+
+
+class _ReplyDroppingProxy:
+    """A TCP proxy to Redis that, when told, passes one command on and then closes the
+    client's connection instead of passing the reply back."""
+
+    def __init__(self, redis_port: int) -> None:
+        self.redis_port = redis_port
+        self.drop_next_reply = False
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(("127.0.0.1", self.redis_port))
+            threading.Thread(target=self._pump, args=(client, upstream, False), daemon=True).start()
+            threading.Thread(target=self._pump, args=(upstream, client, True), daemon=True).start()
+
+    def _pump(self, src: socket.socket, dst: socket.socket, replies: bool) -> None:
+        try:
+            while data := src.recv(65536):
+                if replies and self.drop_next_reply:
+                    self.drop_next_reply = False
+                    break
+                dst.sendall(data)
+        except OSError:
+            pass
+        for sock in (src, dst):
+            try:
+                sock.shutdown(socket.SHUT_RDWR)  # wakes the other pump's recv too
+            except OSError:
+                pass
+            sock.close()
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+def test_a_connection_lost_after_the_script_ran_is_raised_not_sent_again(
+        own_redis: RedisServer) -> None:
+    proxy = _ReplyDroppingProxy(own_redis.port)
+    try:
+        with Client(f"redis://127.0.0.1:{proxy.port}/0", "lost") as client:
+            client.enqueue("r", "first")
+            proxy.drop_next_reply = True
+            with pytest.raises(RedisConnectionError):
+                client.enqueue("r", "reply lost")   # it ran: sent again, it would say EXISTS
+            after = client.enqueue("r", "after")
+            assert client.get(after).data == "after"
+            stream = redis.Redis(port=own_redis.port).xrange("{lost}:stream:r")
+            assert len(stream) == 3                  # the lost reply's task was written, once
+    finally:
+        proxy.close()
 
 
 def test_a_stalled_redis_times_the_lane_out_with_the_clients_error(
