@@ -95,6 +95,7 @@ class ThreadRunner:
                 call.state = _CANCELLED
             self._queue.clear()
             parked, self._parked = self._parked, []
+            self._spare += len(parked)  # woken, as by _wake_one: each then ends
         for lock in parked:
             lock.release()
 
