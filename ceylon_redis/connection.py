@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, cast
 
 import redis
@@ -18,8 +17,9 @@ from .cluster import (
     sync_cluster_client,
     wrap_execute,
 )
-from .errors import RedisConnectionError, RedisTimeoutError
 from .lane import Lane
+from .outages import MAX_CONNECTIONS, explained_at, explained_for, explanation_for
+from .outages import is_outage as is_outage  # TEMP re-export until the worker/cli split lands
 from .sentinel import SentinelTarget, is_sentinel_url
 from .settings import redact_url
 
@@ -27,60 +27,6 @@ if TYPE_CHECKING:
     from .settings import Settings
 
 _embedded_server: Any = None
-
-
-OUTAGE_ERRORS = (redis.ConnectionError, redis.TimeoutError, OSError)
-"""Redis unreachable, restarting or loading its data: daemons wait and retry."""
-
-
-def is_outage(exc: BaseException) -> bool:
-    """True for OUTAGE_ERRORS and for BUSY (Redis is running a long script): both pass."""
-    return isinstance(exc, OUTAGE_ERRORS) or (
-        isinstance(exc, redis.ResponseError) and str(exc).startswith("BUSY "))
-
-
-MAX_CONNECTIONS = 100
-"""Connections one client opens at most; further commands wait for a free one (a producer
-up to its socket_timeout, a daemon as long as it takes)."""
-
-
-def explain_outage(exc: BaseException, url: str, timeout: float) -> Exception | None:
-    """The error a producer raises instead of redis-py's ``exc``, naming the (redacted) URL
-    and the timeout; None for errors left as they are (refused password, loading, ...)."""
-    where = redact_url(url)
-    if type(exc) is redis.TimeoutError:
-        return RedisTimeoutError(f"Redis at {where} did not answer within {timeout:g} s ({exc})")
-    if type(exc) is redis.ConnectionError:
-        if "No connection available" in str(exc):
-            return RedisConnectionError(
-                f"no free connection to Redis at {where} within {timeout:g} s: all "
-                f"{MAX_CONNECTIONS} are busy (is Redis answering slowly?)")
-        return RedisConnectionError(f"cannot reach Redis at {where}: {exc}")
-    return None
-
-
-@contextlib.contextmanager
-def _explained_at(url: str, timeout: float | None) -> Iterator[None]:
-    """Outage errors raised inside explained by explain_outage (none without a timeout)."""
-    try:
-        yield
-    except (redis.ConnectionError, redis.TimeoutError) as exc:
-        better = None if timeout is None else explain_outage(exc, url, timeout)
-        if better is None:
-            raise
-        raise better from exc
-
-
-def _explained(client: Any) -> contextlib.AbstractContextManager[None]:
-    """As _explained_at, for a client's own URL and timeout (none yet while it is made)."""
-    return _explained_at(client.ceylon_url,
-                         client.ceylon_timeout if client.ceylon_url else None)
-
-
-def _explanation(client: Any, exc: BaseException) -> Exception | None:
-    """explain_outage for a client's own URL and timeout; None before it knows them."""
-    return explain_outage(exc, client.ceylon_url, client.ceylon_timeout) \
-        if client.ceylon_url else None
 
 
 class _Explaining:
@@ -92,15 +38,15 @@ class _Explaining:
 
     def explained(self) -> contextlib.AbstractContextManager[None]:
         """Outage errors raised inside (say, by a pub/sub subscription) explained."""
-        return _explained(self)
+        return explained_for(self)
 
     def execute_command(self, *args: Any, **options: Any) -> Any:
-        with _explained(self):
+        with explained_for(self):
             return super().execute_command(*args, **options)  # type: ignore[misc]
 
     def pipeline(self, *args: Any, **kwargs: Any) -> Any:
         return wrap_execute(super().pipeline(*args, **kwargs),  # type: ignore[misc]
-                            lambda: _explained(self))
+                            lambda: explained_for(self))
 
 
 class _AsyncExplaining(_Explaining):
@@ -111,7 +57,7 @@ class _AsyncExplaining(_Explaining):
             return await super(_Explaining, self).execute_command(  # type: ignore[misc]
                 *args, **options)
         except (redis.ConnectionError, redis.TimeoutError) as exc:
-            better = _explanation(self, exc)
+            better = explanation_for(self, exc)
             if better is None:
                 raise
             raise better from exc
@@ -226,7 +172,7 @@ def sync_redis(url: str, *, timeout: float | None = None, **kwargs: Any) -> redi
     client: Any
     client_class = redis.Redis if timeout is None else ExplainingRedis
     if is_cluster_url(url):
-        with _explained_at(url, timeout):
+        with explained_at(url, timeout):
             client = sync_cluster_client(
                 url, Cluster if timeout is None else ExplainingCluster, **options)
     elif is_sentinel_url(url):

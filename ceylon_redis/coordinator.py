@@ -33,7 +33,7 @@ from typing import Any
 import redis
 from loguru import logger
 
-from .connection import daemon_redis, is_outage
+from .connection import daemon_redis
 from .faults import fault_from_env
 from .keys import COORDINATOR_GROUP, Keys
 from .lifecycle import (
@@ -43,6 +43,7 @@ from .lifecycle import (
     shutdown_budget,
     wait_or_abandon,
 )
+from .outages import is_outage
 from .partitions import Partitions
 from .scheduler import run_scheduler
 from .scripts import Scripts

@@ -20,6 +20,8 @@ from typing import Any
 
 import redis
 
+from .outages import explain_outage
+
 
 class Lane:
     """The set-aside connection of one client (checked out of its pool on first use)."""
@@ -87,8 +89,6 @@ def _marked(conn: Any) -> bool:
 
 
 def _explained(client: Any, exc: BaseException) -> BaseException:
-    from .connection import explain_outage  # connection.py gives each client its Lane
-
     better = explain_outage(exc, client.ceylon_url, client.ceylon_timeout)
     return exc if better is None else better
 

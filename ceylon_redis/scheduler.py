@@ -11,8 +11,8 @@ import asyncio
 
 from loguru import logger
 
-from .connection import is_outage
 from .keys import Keys
+from .outages import is_outage
 from .scripts import Scripts
 from .settings import Settings
 

@@ -17,8 +17,9 @@ import pytest
 import redis
 
 from ceylon_redis import AsyncClient, Client, Settings, TaskStatus, ValidationError
-from ceylon_redis.connection import QuickBlockingPool, daemon_timeouts, explain_outage
+from ceylon_redis.connection import QuickBlockingPool, daemon_timeouts
 from ceylon_redis.errors import CeylonRedisError, RedisConnectionError, RedisTimeoutError
+from ceylon_redis.outages import explain_outage
 from tests.cli_support import assert_one_error_line, cli
 from tests.conftest import Daemon, spawn_worker
 

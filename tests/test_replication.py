@@ -9,8 +9,9 @@ import pytest
 import redis
 
 from ceylon_redis import AsyncClient, Client, ReplicationError, Settings, TaskDef, TaskStatus
-from ceylon_redis.connection import async_redis, is_outage
+from ceylon_redis.connection import async_redis
 from ceylon_redis.errors import RedisConnectionError, ValidationError
+from ceylon_redis.outages import is_outage
 from ceylon_redis.sentinel import SentinelTarget
 from ceylon_redis.settings import redact_url
 

@@ -23,10 +23,10 @@ from ceylon_redis import (
     ValidationError,
 )
 from ceylon_redis.codec import decode, encode
-from ceylon_redis.connection import is_outage
 from ceylon_redis.errors import ScriptError, raise_for_script_error
 from ceylon_redis.graph import check_acyclic, find_cycle
 from ceylon_redis.keys import Keys, check_name, check_task_id
+from ceylon_redis.outages import is_outage
 from ceylon_redis.protocol import (
     enqueue_args,
     graph_specs,
