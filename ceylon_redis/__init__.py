@@ -5,7 +5,7 @@ Quiet by default, as a library should be: ``logger.enable("ceylon_redis")`` to s
 
 from loguru import logger
 
-from .client import AsyncClient, Client
+from .client import AsyncClient, AsyncGraph, Client, Graph
 from .codec import Record, register_type
 from .coordinator import Coordinator
 from .errors import (
@@ -23,7 +23,6 @@ from .errors import (
     UnknownTaskError,
     ValidationError,
 )
-from .graphs import AsyncGraph, Graph
 from .models import (
     DeadLetter,
     DeadRetry,

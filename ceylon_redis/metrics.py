@@ -71,6 +71,7 @@ from prometheus_client.metrics_core import (
 )
 
 from .client import DEAD_LETTER_SCAN, Client
+from .client.replies import stats_from, stats_reads
 from .errors import CeylonRedisError
 from .models import QueueInfo, Stats, WorkerInfo
 from .settings import Settings
@@ -97,9 +98,10 @@ def read_snapshot(client: Client, dead_letter_scan: int = DEAD_LETTER_SCAN) -> S
     queues = client.queues()
     roles = [q.role for q in queues]
     with client.redis.pipeline(transaction=False) as pipe:
-        client._stats_pipe(pipe, roles)
+        stats_reads(pipe, client.parts, roles)
         replies = pipe.execute()
-    stats = client._stats(roles, replies, queues, client.scripts.clock(keys=[client.keys.base]))
+    now = client.scripts.clock(keys=[client.keys.base])
+    stats = stats_from(client.settings, client.parts, roles, replies, queues, now)
     raws = {role: _fields(raw) for role, raw in zip(roles, replies)}
     workers = client.workers()
     dead = {**dict.fromkeys(roles, 0), **client.dead_letter_counts(dead_letter_scan)}
