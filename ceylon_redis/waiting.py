@@ -17,7 +17,7 @@ from collections import defaultdict
 from collections.abc import Awaitable, Callable, Iterable
 from concurrent.futures import ALL_COMPLETED, FIRST_COMPLETED, Future
 from concurrent.futures import wait as wait_futures
-from typing import Any
+from typing import Any, Generic, Protocol, TypeVar
 
 import redis
 from loguru import logger
@@ -56,6 +56,85 @@ def _timeout_error(pending: list[str], timeout: float | None) -> TaskTimeoutErro
     return TaskTimeoutError(f"task {shown} not finished after {timeout} s")
 
 
+class _Settable(Protocol):
+    """What an asyncio and a concurrent.futures future both offer."""
+
+    def done(self) -> bool: ...
+    def cancel(self) -> bool: ...
+    def set_result(self, result: TaskResult, /) -> None: ...
+    def set_exception(self, exc: BaseException, /) -> None: ...
+
+
+F = TypeVar("F", bound=_Settable)
+
+
+class _Pending(Generic[F]):
+    """The futures of one client's waits, by task id: both waiters' bookkeeping (locked,
+    since a blocking client's listener thread settles them)."""
+
+    def __init__(self) -> None:
+        self._futures: dict[str, list[F]] = defaultdict(list)
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._futures)
+
+    def ids(self) -> list[str]:
+        with self._lock:
+            return list(self._futures)
+
+    def add(self, task_ids: list[str], make: Callable[[], F]) -> list[F]:
+        """A new future per task id, in order."""
+        with self._lock:
+            futures = [make() for _ in task_ids]
+            for task_id, fut in zip(task_ids, futures):
+                self._futures[task_id].append(fut)
+        return futures
+
+    def deliver(self, result: TaskResult) -> None:
+        with self._lock:
+            futures = self._futures.pop(result.task_id or "", [])
+        for fut in futures:
+            if not fut.done():
+                fut.set_result(result)
+
+    def fail(self, task_id: str, exc: BaseException) -> None:
+        with self._lock:
+            futures = self._futures.pop(task_id, [])
+        for fut in futures:
+            if not fut.done():
+                fut.set_exception(exc)
+
+    def settle(self, found: dict[str, Any]) -> None:
+        """Settle the waits that watch.lua's replies (by task id) show final or refused."""
+        for task_id, reply in found.items():
+            try:
+                result = parse_watch(task_id, reply)
+            except Exception as exc:
+                self.fail(task_id, exc)
+                continue
+            if result is not None:
+                self.deliver(result)
+
+    def forget(self, task_ids: list[str], futures: list[F]) -> None:
+        """Cancel and drop the futures of a wait that ended without them (timeout, error)."""
+        with self._lock:
+            for task_id, fut in zip(task_ids, futures):
+                if not fut.done():
+                    fut.cancel()
+                    waiters = self._futures.get(task_id)
+                    if waiters is not None and fut in waiters:
+                        waiters.remove(fut)
+                        if not waiters:
+                            del self._futures[task_id]
+
+
+def _watch_calls(parts: Partitions, ids: list[str], found: dict[str, Any]) -> Any:
+    """The (keys, task ids) of each watch.lua call for ``ids``: their own partitions first,
+    then the others for ids not found there (a graph's task lives in its graph's)."""
+    return parts.probes(ids, lambda t: is_unknown_watch(found[t]))
+
+
 class AsyncWaiter:
     """The asyncio side: a listener task resolving futures from one pub/sub channel."""
 
@@ -64,7 +143,7 @@ class AsyncWaiter:
         self._parts = parts
         self._watch = watch_script
         self.channel = parts.all[0].reply_channel(uuid.uuid4().hex)
-        self._futures: dict[str, list[asyncio.Future[TaskResult]]] = defaultdict(list)
+        self._futures: _Pending[asyncio.Future[TaskResult]] = _Pending()
         self._listener: asyncio.Task[None] | None = None
         self._ready: asyncio.Event | None = None
         self._pubsub: Any = None
@@ -100,7 +179,7 @@ class AsyncWaiter:
                     message = await pubsub.get_message(ignore_subscribe_messages=True,
                                                        timeout=30.0)
                     if message and message["type"] == "message":
-                        self._deliver(parse_notification(message["data"]))
+                        self._futures.deliver(parse_notification(message["data"]))
             except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
                 if first:
                     raise
@@ -113,31 +192,17 @@ class AsyncWaiter:
                 except Exception:
                     pass
 
-    def _deliver(self, result: TaskResult) -> None:
-        for fut in self._futures.pop(result.task_id or "", []):
-            if not fut.done():
-                fut.set_result(result)
-
     async def _rewatch(self) -> None:
-        ids = list(self._futures)
+        ids = self._futures.ids()
         for i in range(0, len(ids), _CHUNK):
             await self._watch_chunk(ids[i:i + _CHUNK])
 
     async def _watch_chunk(self, ids: list[str]) -> None:
         found: dict[str, Any] = {}
-        for keys, group in self._parts.probes(ids, lambda t: is_unknown_watch(found[t])):
+        for keys, group in _watch_calls(self._parts, ids, found):
             found.update(zip(group, await self._watch(keys=[keys.base],
                                                       args=[self.channel, *group])))
-        for task_id, reply in found.items():
-            try:
-                result = parse_watch(task_id, reply)
-            except Exception as exc:
-                for fut in self._futures.pop(task_id, []):
-                    if not fut.done():
-                        fut.set_exception(exc)
-                continue
-            if result is not None:
-                self._deliver(result)
+        self._futures.settle(found)
 
     async def wait_many(self, task_ids: list[str], timeout: float | None,
                         on_result: OnResult | None = None,
@@ -149,12 +214,7 @@ class AsyncWaiter:
         ``reply_to`` (it is called with the channel): no watch call is needed then.
         """
         await self._ensure_listening()
-        loop = asyncio.get_running_loop()
-        futures: list[asyncio.Future[TaskResult]] = []
-        for task_id in task_ids:
-            fut: asyncio.Future[TaskResult] = loop.create_future()
-            self._futures[task_id].append(fut)
-            futures.append(fut)
+        futures = self._futures.add(task_ids, asyncio.get_running_loop().create_future)
         try:
             if send is not None:
                 await send(self.channel)
@@ -175,14 +235,7 @@ class AsyncWaiter:
                 _report(done, on_result)
             return [f.result() for f in futures]
         finally:
-            for task_id, fut in zip(task_ids, futures):
-                if not fut.done():
-                    fut.cancel()
-                    waiters = self._futures.get(task_id)
-                    if waiters is not None and fut in waiters:
-                        waiters.remove(fut)
-                        if not waiters:
-                            del self._futures[task_id]
+            self._futures.forget(task_ids, futures)
 
     async def close(self) -> None:
         if self._listener is not None:
@@ -202,7 +255,7 @@ class SyncWaiter:
         self._parts = parts
         self._watch = watch_script
         self.channel = parts.all[0].reply_channel(uuid.uuid4().hex)
-        self._futures: dict[str, list[Future[TaskResult]]] = defaultdict(list)
+        self._futures: _Pending[Future[TaskResult]] = _Pending()
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
@@ -238,7 +291,7 @@ class SyncWaiter:
                 while not self._stop.is_set():
                     message = pubsub.get_message(ignore_subscribe_messages=True, timeout=0.5)
                     if message and message["type"] == "message":
-                        self._deliver(parse_notification(message["data"]))
+                        self._futures.deliver(parse_notification(message["data"]))
             except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
                 if first:
                     self._started.set_exception(exc)
@@ -250,10 +303,8 @@ class SyncWaiter:
                 if first:
                     self._started.set_exception(exc)
                 else:
-                    with self._lock:
-                        ids = list(self._futures)
-                    for task_id in ids:
-                        self._fail(task_id, exc)
+                    for task_id in self._futures.ids():
+                        self._futures.fail(task_id, exc)
                 return
             finally:
                 try:
@@ -261,38 +312,16 @@ class SyncWaiter:
                 except Exception:
                     pass
 
-    def _deliver(self, result: TaskResult) -> None:
-        with self._lock:
-            futures = self._futures.pop(result.task_id or "", [])
-        for fut in futures:
-            if not fut.done():
-                fut.set_result(result)
-
-    def _fail(self, task_id: str, exc: BaseException) -> None:
-        with self._lock:
-            futures = self._futures.pop(task_id, [])
-        for fut in futures:
-            if not fut.done():
-                fut.set_exception(exc)
-
     def _rewatch(self) -> None:
-        with self._lock:
-            ids = list(self._futures)
+        ids = self._futures.ids()
         for i in range(0, len(ids), _CHUNK):
             self._watch_chunk(ids[i:i + _CHUNK])
 
     def _watch_chunk(self, ids: list[str]) -> None:
         found: dict[str, Any] = {}
-        for keys, group in self._parts.probes(ids, lambda t: is_unknown_watch(found[t])):
+        for keys, group in _watch_calls(self._parts, ids, found):
             found.update(zip(group, self._watch(keys=[keys.base], args=[self.channel, *group])))
-        for task_id, reply in found.items():
-            try:
-                result = parse_watch(task_id, reply)
-            except Exception as exc:
-                self._fail(task_id, exc)
-                continue
-            if result is not None:
-                self._deliver(result)
+        self._futures.settle(found)
 
     def wait_many(self, task_ids: list[str], timeout: float | None,
                   on_result: OnResult | None = None,
@@ -302,12 +331,7 @@ class SyncWaiter:
         ``send``: as for the asyncio waiter.
         """
         self._ensure_listening()
-        futures: list[Future[TaskResult]] = []
-        with self._lock:
-            for task_id in task_ids:
-                fut: Future[TaskResult] = Future()
-                self._futures[task_id].append(fut)
-                futures.append(fut)
+        futures: list[Future[TaskResult]] = self._futures.add(task_ids, Future)
         deadline = None if timeout is None else time.monotonic() + timeout
         try:
             if send is not None:
@@ -328,15 +352,7 @@ class SyncWaiter:
                 _report(done, on_result)
             return [f.result() for f in futures]
         finally:
-            with self._lock:
-                for task_id, fut in zip(task_ids, futures):
-                    if not fut.done():
-                        fut.cancel()
-                        waiters = self._futures.get(task_id)
-                        if waiters is not None and fut in waiters:
-                            waiters.remove(fut)
-                            if not waiters:
-                                del self._futures[task_id]
+            self._futures.forget(task_ids, futures)
 
     def close(self) -> None:
         self._stop.set()
