@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import click
 
-from .cli import _connection_options, _emit, _friendly_errors, main
-from .client import Client
-from .models import DeadLetter
+from ..client import Client
+from ..models import DeadLetter
+from .common import connection_options, emit, friendly_errors
 
 
 def _line(d: DeadLetter) -> str:
@@ -15,7 +15,7 @@ def _line(d: DeadLetter) -> str:
             + (f"\n    {d.error.splitlines()[0][:200]}" if d.error else ""))
 
 
-@main.group()
+@click.group()
 def dead() -> None:
     """Dead letters: tasks given up (out of attempts, failed for good, lost with their
     workers too often) and malformed stream entries."""
@@ -25,39 +25,39 @@ def dead() -> None:
 @click.option("--role", "-r", default=None, help="Only this role.")
 @click.option("--limit", "-n", type=click.IntRange(1), default=50, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-@_connection_options
-@_friendly_errors
+@connection_options
+@friendly_errors
 def list_(role: str | None, limit: int, as_json: bool, url: str | None,
           prefix: str | None) -> None:
     """The newest dead letters first."""
     with Client(url, prefix) as client:
         rows = client.dead_letters(role=role, limit=limit)
-    _emit(as_json, lambda: [d.model_dump() for d in rows],
-          lambda: "\n".join(_line(d) for d in rows) if rows else "no dead letters")
+    emit(as_json, lambda: [d.model_dump() for d in rows],
+         lambda: "\n".join(_line(d) for d in rows) if rows else "no dead letters")
 
 
 @dead.command()
 @click.argument("id")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-@_connection_options
-@_friendly_errors
+@connection_options
+@friendly_errors
 def show(id: str, as_json: bool, url: str | None, prefix: str | None) -> None:
     """One dead letter (by task id or entry id), with its whole last error."""
     with Client(url, prefix) as client:
         d = client.dead_letter(id)
-    _emit(as_json, d.model_dump,
-          lambda: "\n".join([f"task:      {d.task_id or '(no task)'}", f"role:      {d.role}",
-                             f"name:      {d.name}", f"reason:    {d.reason}",
-                             f"attempts:  {d.attempts}", f"at:        {d.at or '-'}",
-                             f"entry:     {d.id}", f"error:     {d.error or '-'}"]))
+    emit(as_json, d.model_dump,
+         lambda: "\n".join([f"task:      {d.task_id or '(no task)'}", f"role:      {d.role}",
+                            f"name:      {d.name}", f"reason:    {d.reason}",
+                            f"attempts:  {d.attempts}", f"at:        {d.at or '-'}",
+                            f"entry:     {d.id}", f"error:     {d.error or '-'}"]))
 
 
 @dead.command()
 @click.argument("task_ids", nargs=-1)
 @click.option("--all", "every", is_flag=True, help="Retry every dead letter.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-@_connection_options
-@_friendly_errors
+@connection_options
+@friendly_errors
 def retry(task_ids: tuple[str, ...], every: bool, as_json: bool, url: str | None,
           prefix: str | None) -> None:
     """Run dead-lettered tasks again, each with a fresh attempt budget."""
@@ -65,8 +65,8 @@ def retry(task_ids: tuple[str, ...], every: bool, as_json: bool, url: str | None
         raise click.UsageError("give task ids or --all")
     with Client(url, prefix) as client:
         report = client.retry_dead(None if every else list(task_ids))
-    _emit(as_json, lambda: {"retried": report.retried, "skipped": report.skipped},
-          lambda: f"retried {report.retried} tasks")
+    emit(as_json, lambda: {"retried": report.retried, "skipped": report.skipped},
+         lambda: f"retried {report.retried} tasks")
     if not as_json:
         for tid, why in report.skipped.items():
             click.echo(f"skipped {tid}: {why}", err=True)
@@ -76,8 +76,8 @@ def retry(task_ids: tuple[str, ...], every: bool, as_json: bool, url: str | None
 @click.argument("ids", nargs=-1)
 @click.option("--all", "every", is_flag=True, help="Purge every dead letter.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-@_connection_options
-@_friendly_errors
+@connection_options
+@friendly_errors
 def purge(ids: tuple[str, ...], every: bool, as_json: bool, url: str | None,
           prefix: str | None) -> None:
     """Forget dead letters (by task id or entry id); task hashes expire with their TTL."""
@@ -85,4 +85,4 @@ def purge(ids: tuple[str, ...], every: bool, as_json: bool, url: str | None,
         raise click.UsageError("give task or entry ids, or --all")
     with Client(url, prefix) as client:
         n = client.purge_dead(None if every else list(ids))
-    _emit(as_json, lambda: {"purged": n}, lambda: f"purged {n} dead letters")
+    emit(as_json, lambda: {"purged": n}, lambda: f"purged {n} dead letters")

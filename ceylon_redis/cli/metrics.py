@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import signal
-import sys
 import threading
 from types import FrameType
 
@@ -11,29 +10,20 @@ import click
 from loguru import logger
 from prometheus_client import generate_latest
 
-from .cli import _connection_options, _friendly_errors, main
-from .metrics import DEFAULT_PORT, CeylonCollector, MetricsServer, registry_for, serve
-from .settings import Settings
+from ..metrics import DEFAULT_PORT, CeylonCollector, registry_for
+from ..settings import Settings
+from .common import connection_options, friendly_errors, serve_or_exit
 
 
-def serve_or_exit(settings: Settings, port: int, host: str) -> MetricsServer:
-    """Start the /metrics server, or print one error line and exit 1 (port taken, ...)."""
-    try:
-        return serve(settings, port=port, host=host)
-    except OSError as exc:
-        click.echo(f"error: cannot serve metrics on {host}:{port}: {exc}", err=True)
-        sys.exit(1)
-
-
-@main.command()
+@click.command()
 @click.option("--port", type=click.IntRange(0, 65535), default=DEFAULT_PORT,
               show_default=True, envvar="CEYLON_REDIS_METRICS_PORT",
               help="Port to serve /metrics on (0: any free one) [env CEYLON_REDIS_METRICS_PORT].")
 @click.option("--host", default="0.0.0.0", show_default=True, envvar="CEYLON_REDIS_METRICS_HOST",
               help="Address to bind [env CEYLON_REDIS_METRICS_HOST].")
 @click.option("--once", is_flag=True, help="Print the metrics (text format) and exit.")
-@_connection_options
-@_friendly_errors
+@connection_options
+@friendly_errors
 def metrics(port: int, host: str, once: bool, url: str | None, prefix: str | None) -> None:
     """Serve Prometheus metrics of the namespace over HTTP until SIGTERM or SIGINT.
 

@@ -1,0 +1,107 @@
+"""What every ``ceylon-redis`` command shares: the connection options, one error line
+instead of a traceback, JSON output, and the /metrics server's start."""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import datetime as dt
+import functools
+import json
+import sys
+from collections.abc import Callable
+from enum import Enum
+from typing import Any, TypeVar
+
+import click
+import redis
+from pydantic import BaseModel
+
+from ..codec import Record
+from ..errors import CeylonRedisError, RedisConnectionError, RedisTimeoutError
+from ..metrics import MetricsServer, serve
+from ..settings import Settings, redact_url
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def connection_options(func: F) -> F:
+    """--url and --prefix, each with its environment variable."""
+    func = click.option("--prefix", envvar="CEYLON_REDIS_PREFIX", default=None,
+                        help="Key namespace [env CEYLON_REDIS_PREFIX; default ceylon].")(func)
+    func = click.option("--url", envvar=["CEYLON_REDIS_URL", "REDIS_URL"], default=None,
+                        help="Redis URL [env CEYLON_REDIS_URL, REDIS_URL; "
+                             "default redis://localhost:6379/0].")(func)
+    return func
+
+
+def friendly_errors(func: F) -> F:
+    """Turn errors into one readable line and exit 1, never a traceback."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except redis.AuthenticationError as exc:  # a ConnectionError: before that one
+            url = kwargs.get("url") or Settings.from_env().url
+            click.echo(f"error: Redis at {redact_url(url)} refused the credentials: {exc}",
+                       err=True)
+            sys.exit(1)
+        except (RedisConnectionError, RedisTimeoutError) as exc:  # these name the URL
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(1)
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            url = kwargs.get("url") or Settings.from_env().url
+            click.echo(f"error: cannot reach Redis at {redact_url(url)}: {exc}", err=True)
+            sys.exit(1)
+        except (CeylonRedisError, redis.RedisError) as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(1)
+        except ValueError as exc:  # redis-py's word on a malformed URL
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(1)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def jsonable(value: Any) -> Any:
+    """JSON's view of a decoded payload: records and models as objects, bytes as text."""
+    if isinstance(value, Record):
+        return {k: jsonable(v) for k, v in value.items()}
+    if isinstance(value, BaseModel):
+        return {k: jsonable(getattr(value, k)) for k in type(value).model_fields}
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [jsonable(v) for v in value]
+    if isinstance(value, bytes):
+        try:
+            return value.decode()
+        except UnicodeDecodeError:
+            return "base64:" + base64.b64encode(value).decode()
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, (dt.datetime, dt.date)):
+        return value.isoformat()
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    return str(value)
+
+
+def dumps(value: Any, indent: int | None = None) -> str:
+    return json.dumps(jsonable(value), indent=indent)
+
+
+def emit(as_json: bool, data: Callable[[], Any], text: Callable[[], str]) -> None:
+    click.echo(dumps(data(), indent=2) if as_json else text())
+
+
+def serve_or_exit(settings: Settings, port: int, host: str) -> MetricsServer:
+    """Start the /metrics server, or print one error line and exit 1 (port taken, ...)."""
+    try:
+        return serve(settings, port=port, host=host)
+    except OSError as exc:
+        click.echo(f"error: cannot serve metrics on {host}:{port}: {exc}", err=True)
+        sys.exit(1)

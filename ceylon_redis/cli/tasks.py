@@ -1,0 +1,87 @@
+"""One task, or a role's unstarted tasks: ``task``, ``cancel`` and ``purge``."""
+
+from __future__ import annotations
+
+import click
+
+from ..client import Client
+from .common import connection_options, dumps, emit, friendly_errors
+
+
+@click.command()
+@click.argument("task_id")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@connection_options
+@friendly_errors
+def task(task_id: str, as_json: bool, url: str | None, prefix: str | None) -> None:
+    """Show a task: status, attempts, worker, timings, result."""
+    with Client(url, prefix) as client:
+        info = client.get(task_id)
+
+    def text() -> str:
+        lines = [f"id:          {info.id}", f"name:        {info.name}",
+                 f"role:        {info.role}", f"status:      {info.status.value}",
+                 f"attempt:     {info.attempt}/{info.max_attempts or 'default'}",
+                 f"worker:      {info.worker or '-'}",
+                 f"enqueued:    {info.enqueued_at or '-'}",
+                 f"started:     {info.started_at or '-'}",
+                 f"finished:    {info.finished_at or '-'}"]
+        if info.due_at:
+            lines.append(f"due:         {info.due_at}")
+        if info.timeout:
+            lines.append(f"time limit:  {info.timeout:g} s")
+        if info.depends_on:
+            lines.append(f"depends on:  {' '.join(info.depends_on)}")
+        if info.queue_wait is not None:
+            lines.append(f"queue wait:  {info.queue_wait:.3f} s")
+        if info.run_time is not None:
+            lines.append(f"run time:    {info.run_time:.3f} s")
+        if info.result is not None and info.result.output is not None:
+            lines.append(f"output:      {dumps(info.result.output)}")
+        if info.error:
+            lines.append(f"error:       {info.error}")
+        if info.dead_letter:
+            lines.append(f"dead letter: {info.dead_letter} (ceylon-redis dead show {info.id})")
+        return "\n".join(lines)
+
+    emit(as_json, lambda: {**dict(info), "result": dict(info.result) if info.result else None},
+         text)
+
+
+@click.command()
+@click.argument("task_id")
+@click.option("--reason", default=None, help="Why (stored as the task's error).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@connection_options
+@friendly_errors
+def cancel(task_id: str, reason: str | None, as_json: bool, url: str | None,
+           prefix: str | None) -> None:
+    """Cancel a task not yet final; its dependents settle as for a failure."""
+    with Client(url, prefix) as client:
+        cancelled = client.cancel(task_id, reason)
+        status = "CANCELLED" if cancelled else client.get(task_id).status.value
+    emit(as_json, lambda: {"id": task_id, "cancelled": cancelled, "status": status},
+         lambda: f"{task_id} {'CANCELLED' if cancelled else 'was already ' + status}")
+
+
+@click.command()
+@click.argument("role")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask first.")
+@click.option("--reason", default="purged", show_default=True,
+              help="Stored as each cancelled task's error.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@connection_options
+@friendly_errors
+def purge(role: str, yes: bool, reason: str, as_json: bool, url: str | None,
+          prefix: str | None) -> None:
+    """Cancel every task of ROLE that has not started (ready, scheduled, waiting)."""
+    with Client(url, prefix) as client:
+        q = next((q for q in client.queues() if q.role == role), None)
+        if q is None:
+            raise click.UsageError(f"no role {role!r} in this namespace")
+        if not yes:
+            click.confirm(f"Cancel {q.ready} ready, {q.scheduled} scheduled and {q.waiting} "
+                          f"waiting tasks of role {role!r}?", abort=True)
+        n = client.purge(role, reason)
+    emit(as_json, lambda: {"role": role, "cancelled": n},
+         lambda: f"cancelled {n} tasks of role {role!r}")
