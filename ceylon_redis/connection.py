@@ -19,7 +19,6 @@ from .cluster import (
 )
 from .lane import Lane
 from .outages import MAX_CONNECTIONS, explained_at, explained_for, explanation_for
-from .outages import is_outage as is_outage  # TEMP re-export until the worker/cli split lands
 from .sentinel import SentinelTarget, is_sentinel_url
 from .settings import redact_url
 

@@ -350,13 +350,13 @@ async def test_an_outcome_awaiting_its_recording_is_not_taken_back_as_an_orphan(
 
     async with run_worker(quick, settings={"heartbeat_interval": 0.05,
                                            "worker_timeout": 0.2}) as worker:
-        record = worker._record
+        record = worker._recorder.record
 
         async def held_up(batch: Any) -> None:
             await asyncio.sleep(1.0)  # five worker timeouts, twenty heartbeats
             await record(batch)
 
-        worker._record = held_up  # type: ignore[method-assign]
+        worker._recorder.record = held_up  # type: ignore[method-assign]
         result = await client.wait(await client.enqueue("role", 7), timeout=5)
     assert (result.output, runs) == (7, 1)
     assert await fake_async.hget(client.keys.base + "counters", "fenced") is None
