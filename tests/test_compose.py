@@ -162,6 +162,25 @@ def test_app_services_can_scale(name: str) -> None:
     assert not any(fixed_host_port(p) for p in APPS[name].get("ports", [])), name
 
 
+@pytest.mark.parametrize("name", sorted(APPS))
+def test_app_services_publish_no_port_on_the_host(name: str) -> None:
+    """``ports: ["9808"]`` publishes on a random host port of every interface; a port for
+    other containers (a Prometheus on the compose network) is ``expose:``."""
+    assert "ports" not in APPS[name], (name, APPS[name].get("ports"))
+
+
+def test_the_coordinator_exposes_its_metrics_port(monkeypatch: pytest.MonkeyPatch) -> None:
+    (svc,) = [s for s in APPS.values() if s["command"][1] == "coordinator"]
+    _, params = parse(monkeypatch, [str(x) for x in svc["command"]], environment(svc))
+    assert params["metrics_port"] is not None
+    assert [str(p) for p in svc.get("expose", [])] == [str(params["metrics_port"])]
+
+
+def test_redis_is_published_on_the_loopback_only() -> None:
+    for entry in SERVICES["redis"].get("ports", []):
+        assert str(entry).startswith("127.0.0.1:"), entry
+
+
 def test_port_check_tells_fixed_from_ephemeral() -> None:
     assert fixed_host_port("6379:6379") and fixed_host_port("127.0.0.1:6379:6379")
     assert fixed_host_port({"target": 9100, "published": "9100"})
