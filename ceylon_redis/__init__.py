@@ -20,6 +20,7 @@ from .errors import (
     ScriptError,
     TaskExistsError,
     TaskTimeoutError,
+    UnknownScheduleError,
     UnknownTaskError,
     ValidationError,
 )
@@ -40,6 +41,7 @@ from .models import (
 from .playground import Task, TaskManager, TaskProcessingPlayground
 from .process import ProcessRequest, ProcessWorker, TaskContext, current_task
 from .protocol import Dep, TaskDef
+from .schedules import ScheduleInfo
 from .settings import Settings
 from .worker import Worker
 
@@ -72,6 +74,7 @@ __all__ = [
     "ReplicationError",
     "Retry",
     "RoleStats",
+    "ScheduleInfo",
     "ScriptError",
     "Settings",
     "Stats",
@@ -85,6 +88,7 @@ __all__ = [
     "TaskResult",
     "TaskStatus",
     "TaskTimeoutError",
+    "UnknownScheduleError",
     "UnknownTaskError",
     "ValidationError",
     "Worker",

@@ -90,7 +90,7 @@ class Coordinator:
         self.ready.set()
         chores = asyncio.create_task(self._chores(), name="ceylon-redis-coordinator-chores")
         schedulers = {asyncio.create_task(
-            run_scheduler(self.scripts, keys, self.settings, self._stopping, self.id),
+            run_scheduler(self.scripts, keys, self.settings, self._stopping, self.id, ticks=True),
             name="ceylon-redis-coordinator-scheduler") for keys in self.parts.all}
         try:
             await asyncio.gather(*(self._consume(stream) for stream in self._streams()))

@@ -7,6 +7,7 @@
     │   └── EncodeError          a payload msgpack cannot carry (names the value)
     ├── TaskExistsError          a task id already in use
     ├── UnknownTaskError         a task id that Redis does not know
+    ├── UnknownScheduleError     a schedule id that Redis does not know
     ├── DependencyError          a prerequisite that is unknown, failed or cancelled
     ├── ScriptError              a Lua script answered with an unexpected code
     ├── TaskTimeoutError         wait() ran out of time (also a builtin TimeoutError)
@@ -43,6 +44,13 @@ class UnknownTaskError(CeylonRedisError, KeyError):
 
     def __str__(self) -> str:  # KeyError quotes its message; keep it readable
         return str(self.args[0]) if self.args else "unknown task"
+
+
+class UnknownScheduleError(CeylonRedisError, KeyError):
+    """No schedule with this id in this namespace."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else "unknown schedule"
 
 
 class DependencyError(CeylonRedisError):

@@ -153,5 +153,18 @@ class Keys:
     def stats(self, role: str) -> str:
         return f"{self.base}stats:{role}"
 
+    @property
+    def schedules(self) -> str:
+        """Schedule ids scored by their next tick (ms, Redis's clock; +inf while paused)."""
+        return f"{self.base}schedules"
+
+    def schedule(self, schedule_id: str) -> str:
+        return f"{self.base}schedule:{schedule_id}"
+
+    @property
+    def schedule_roles(self) -> str:
+        """How many schedules feed each role: role -> count."""
+        return f"{self.base}schedule_roles"
+
     def reply_channel(self, client_id: str) -> str:
         return f"{self.base}reply:{client_id}"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextvars
+import datetime as dt
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
@@ -42,6 +43,8 @@ class TaskContext:
     """Completed prerequisite id -> its output."""
     failed_dependencies: dict[str, str] = field(default_factory=dict)
     """Failed or cancelled prerequisite id -> its error (edges with on_failure="run")."""
+    scheduled_at: dt.datetime | None = None
+    """For a task a schedule enqueued: the tick it is for (aware, UTC), else None."""
 
 
 _current: contextvars.ContextVar[TaskContext] = contextvars.ContextVar("ceylon_redis_task")

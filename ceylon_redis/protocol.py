@@ -420,6 +420,8 @@ class Started:
     reason: str = ""
     timeout: float | None = None
     """Seconds this attempt may run, when the task was enqueued with a timeout."""
+    tick: float | None = None
+    """Epoch seconds of the schedule's tick that enqueued the task, if one did."""
 
 
 def parse_started(item: Sequence[Any]) -> Started:
@@ -427,8 +429,10 @@ def parse_started(item: Sequence[Any]) -> Started:
     if attempt == 0:
         return Started(tid, 0, reason=_text(item[2]))
     timeout = int(item[4]) / 1000 if item[4] else None
-    n_failed = int(item[5])
-    cut = 6 + 2 * n_failed
-    failed = {_text(item[i]): _text(item[i + 1]) for i in range(6, cut, 2)}
+    tick = int(item[5]) / 1000 if item[5] else None
+    n_failed = int(item[6])
+    cut = 7 + 2 * n_failed
+    failed = {_text(item[i]): _text(item[i + 1]) for i in range(7, cut, 2)}
     outputs = {_text(item[i]): item[i + 1] for i in range(cut, len(item), 2)}
-    return Started(tid, attempt, _text(item[2]), item[3], outputs, failed, timeout=timeout)
+    return Started(tid, attempt, _text(item[2]), item[3], outputs, failed, timeout=timeout,
+                   tick=tick)

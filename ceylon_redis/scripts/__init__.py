@@ -22,7 +22,8 @@ from ..lane import arun_script, run_script
 
 _INCLUDE = re.compile(r"^--!include (\S+)$", re.MULTILINE)
 NAMES = ("enqueue", "start", "finish", "requeue", "reap", "heartbeat", "watch", "cancel",
-         "graph_retry", "stats", "promote", "dead_retry", "clock", "link", "release")
+         "graph_retry", "stats", "promote", "dead_retry", "clock", "link", "release",
+         "schedule", "schedules_due", "tick")
 
 
 @functools.cache
@@ -61,6 +62,9 @@ class Scripts:
     clock: Any
     link: Any
     release: Any
+    schedule: Any
+    schedules_due: Any
+    tick: Any
 
     @classmethod
     def register(cls, redis: Any) -> Scripts:

@@ -7,6 +7,7 @@
 --          here (XREADGROUP, not blocking), saving a busy worker a round trip
 -- Returns  one item per pair, in order (after '>': each item follows its entry id):
 --          {task id, attempt, name, data, timeout (ms, '' for the worker's),
+--           tick (ms: the schedule's tick that enqueued it, '' for none),
 --           F, F pairs (failed prerequisite, its error), then pairs
 --           (completed prerequisite, its output)}                      run it
 --          {task id, 0, reason}                                       skip it
@@ -61,7 +62,7 @@ for i = 1, #entries, 2 do
   else
     local hkey = task_key(base, tid)
     local fields = redis.call('HMGET', hkey, 'status', 'entry', 'name', 'data', 'depends_on',
-                              'failed_deps', 'timeout', 'attempt', 'enqueued_at')
+                              'failed_deps', 'timeout', 'attempt', 'enqueued_at', 'tick')
     local status = fields[1]
     if not status then
       table.insert(out, drop(entry, tid, 'entry names unknown task ' .. tid, true))
@@ -81,9 +82,10 @@ for i = 1, #entries, 2 do
         redis.call('HSET', hkey, 'status', 'RUNNING', 'worker', consumer, 'started_at', now,
                    'enqueued_at', entry_time(entry))
       end
-      local item = {tid, attempt, fields[3] or '', fields[4] or '', fields[7] or '', 0}
+      local item = {tid, attempt, fields[3] or '', fields[4] or '', fields[7] or '',
+                    fields[10] or '', 0}
       for dep in string.gmatch(fields[6] or '', '%S+') do
-        item[6] = item[6] + 1
+        item[7] = item[7] + 1
         table.insert(item, dep)
         table.insert(item, redis.call('HGET', task_key(base, dep), 'error')
                            or redis.call('HGET', hkey .. ':xout', '!' .. dep) or '')

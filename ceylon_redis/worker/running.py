@@ -9,6 +9,7 @@ attempt that ran past its end keeps its slot until it returns.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 from typing import Any
 
 from loguru import logger
@@ -20,6 +21,10 @@ from ..process import TaskContext
 from ..protocol import parse_started
 from ..threads import Call
 from .state import Consumer, Done, Runtime
+
+
+def _utc(epoch: float | None) -> dt.datetime | None:
+    return None if epoch is None else dt.datetime.fromtimestamp(epoch, dt.timezone.utc)
 
 
 def _uncancel() -> None:
@@ -57,7 +62,8 @@ class Runner:
                 continue
             ctx = TaskContext(id=tid, role=c.role, name=started.name, attempt=attempt,
                               worker=c.id, dependency_data=deps,
-                              failed_dependencies=started.failed or {})
+                              failed_dependencies=started.failed or {},
+                              scheduled_at=_utc(started.tick))
             timeout = started.timeout or rt.settings.task_timeout
             c.running[tid] = entry
             c.slots.busy += 1

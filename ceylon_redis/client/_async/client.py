@@ -1,5 +1,5 @@
-"""``AsyncClient``: the asyncio producer, made of the producing, graph, inspecting and
-dead-letter parts."""
+"""``AsyncClient``: the asyncio producer, made of the producing, graph, inspecting,
+dead-letter and schedule parts."""
 
 from __future__ import annotations
 
@@ -11,9 +11,10 @@ from ...settings import Settings
 from ...waiting import AsyncWaiter
 from .dead_letters import AsyncDeadLetters
 from .inspecting import AsyncInspecting
+from .schedules import AsyncSchedules
 
 
-class AsyncClient(AsyncDeadLetters, AsyncInspecting):
+class AsyncClient(AsyncDeadLetters, AsyncInspecting, AsyncSchedules):
     """The asyncio producer: enqueue, wait, inspect."""
 
     def __init__(self, url: str | None = None, prefix: str | None = None, *,
