@@ -47,7 +47,7 @@ def _matches(expected: str, actual: str) -> bool:
 def documented_state(redis_url: str, prefix: str, own_daemons: list[Daemon],
                      client: Client) -> Client:
     """Three resize tasks queued (no worker for them), a report waiting on them, one resize
-    task delayed an hour, one long task running on a worker, one dead letter."""
+    task delayed an hour, one long task running on a worker, one dead letter, a schedule."""
     for tid in ("r1", "r2", "r3"):
         client.enqueue("resize", {"path": f"img/{tid}.png"}, task_id=tid)
     client.enqueue("report", {"title": "daily"}, task_id="rep-1", depends_on=["r1", "r2", "r3"])
@@ -59,6 +59,8 @@ def documented_state(redis_url: str, prefix: str, own_daemons: list[Daemon],
     spawn_worker(own_daemons, redis_url, prefix, H + "slow", "--role", "long")
     client.enqueue("long", 60, task_id="long-1")
     wait_until(lambda: client.get("long-1").status.value == "RUNNING", 10, "long-1 to run")
+    client.add_schedule("nightly", "report", {"title": "nightly"}, cron="30 2 * * *",
+                        tz="Europe/Paris")
     return client
 
 
