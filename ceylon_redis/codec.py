@@ -6,6 +6,10 @@ models. A dataclass or model travels as its type name and fields; on the other
 side it arrives as the registered type of that name (``register_type``) or,
 unregistered, as a :class:`Record` with attribute access. Decoding never
 imports anything named by the data.
+
+``encode`` refuses, naming the part, what would not arrive whole: a dict key that
+would arrive unhashable (a tuple arrives as a list, a frozenset as a set), an int
+beyond 64 bits, a value nested deeper than ``MAX_DEPTH`` levels or containing itself.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import decimal
+import threading
 import uuid
 from collections.abc import Iterator, Mapping
 from typing import Any
@@ -25,6 +30,19 @@ from .errors import EncodeError
 _DATETIME, _DATE, _TIMEDELTA, _DECIMAL, _UUID, _SET, _OBJECT = range(1, 8)
 
 _registry: dict[str, type[Any]] = {}
+
+MAX_DEPTH = 1023
+"""Most levels of lists and dicts one value may nest: msgpack's own limit (its unpacker's
+stack; its packer goes one level further, which then would not decode)."""
+MAX_NESTED_OBJECTS = 100
+"""Most levels of dataclasses, models, sets and timedeltas one value may nest."""
+_INT_RANGE = "-2**63 to 2**64-1"
+_nesting = threading.local()
+"""How many ext values (dataclass, set, ...) the current thread is encoding inside another."""
+
+
+class _TooDeep(ValueError):
+    """A value nested deeper than encode allows, or one that contains itself."""
 
 class Record(Mapping[str, Any]):
     """A dataclass or model whose type is not registered here: its fields, by attribute or key."""
@@ -112,27 +130,44 @@ def _hashable(value: Any) -> Any:
     return value
 
 
+def _pack_nested(value: Any) -> bytes:
+    """_pack of a value inside an ext value, counting how deep those nest: each nesting
+    restarts msgpack's own depth limit, and a dataclass containing itself never ends."""
+    depth = getattr(_nesting, "depth", 0)
+    if depth >= MAX_NESTED_OBJECTS:
+        raise _TooDeep(f"more than {MAX_NESTED_OBJECTS} dataclasses, models or sets "
+                       "nested in each other")
+    _nesting.depth = depth + 1
+    try:
+        return _pack(value)
+    finally:
+        _nesting.depth = depth
+
+
 def _default(obj: Any) -> msgpack.ExtType:
+    if isinstance(obj, int):  # msgpack hands over the ints it cannot carry
+        raise OverflowError(f"out of msgpack's 64-bit range ({_INT_RANGE}); send it as a "
+                            "str or a Decimal")
     if isinstance(obj, dt.datetime):
         return msgpack.ExtType(_DATETIME, obj.isoformat().encode())
     if isinstance(obj, dt.date):
         return msgpack.ExtType(_DATE, obj.isoformat().encode())
     if isinstance(obj, dt.timedelta):
-        return msgpack.ExtType(_TIMEDELTA, _pack([obj.days, obj.seconds, obj.microseconds]))
+        return msgpack.ExtType(_TIMEDELTA, _pack_nested([obj.days, obj.seconds, obj.microseconds]))
     if isinstance(obj, decimal.Decimal):
         return msgpack.ExtType(_DECIMAL, str(obj).encode())
     if isinstance(obj, uuid.UUID):
         return msgpack.ExtType(_UUID, obj.bytes)
     if isinstance(obj, (set, frozenset)):
-        return msgpack.ExtType(_SET, _pack(list(obj)))
+        return msgpack.ExtType(_SET, _pack_nested(list(obj)))
     if isinstance(obj, Record):
-        return msgpack.ExtType(_OBJECT, _pack([obj.type_name, obj.to_dict()]))
+        return msgpack.ExtType(_OBJECT, _pack_nested([obj.type_name, obj.to_dict()]))
     if isinstance(obj, BaseModel):
         fields = {name: getattr(obj, name) for name in type(obj).model_fields}
-        return msgpack.ExtType(_OBJECT, _pack([type_name(type(obj)), fields]))
+        return msgpack.ExtType(_OBJECT, _pack_nested([type_name(type(obj)), fields]))
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
         fields = {f.name: getattr(obj, f.name) for f in dataclasses.fields(obj)}
-        return msgpack.ExtType(_OBJECT, _pack([type_name(type(obj)), fields]))
+        return msgpack.ExtType(_OBJECT, _pack_nested([type_name(type(obj)), fields]))
     raise TypeError(f"cannot encode {type(obj).__name__}")
 
 def _ext_hook(code: int, data: bytes) -> Any:
@@ -166,22 +201,99 @@ def _unpack(data: bytes) -> Any:
     return msgpack.unpackb(data, ext_hook=_ext_hook, raw=False, strict_map_key=False)
 
 def encode(value: Any, what: str = "data") -> bytes:
-    """msgpack bytes of ``value``; EncodeError naming the offending part if it cannot travel."""
+    """msgpack bytes of ``value``; EncodeError naming the offending part if it cannot travel
+    (or would not decode on the other side: see the module's doc)."""
     try:
-        return _pack(value)
+        payload = _pack(value)
+    except RecursionError:
+        raise EncodeError(_too_deep(what, "it nests too deeply for Python")) from None
+    except _TooDeep as exc:
+        raise EncodeError(_too_deep(what, str(exc))) from None
     except (TypeError, OverflowError, ValueError) as exc:
+        if "recursion limit" in str(exc):  # msgpack's own, at MAX_DEPTH
+            raise EncodeError(_too_deep(what, f"more than {MAX_DEPTH} levels of lists and "
+                                              "dicts")) from None
         where, bad = _find_unencodable(value, what)
+        if isinstance(bad, int) and not isinstance(bad, bool):
+            raise EncodeError(f"cannot encode {where}: {bad} is out of msgpack's 64-bit "
+                              f"range ({_INT_RANGE}); send it as a str or a Decimal") from None
         raise EncodeError(
             f"cannot encode {where}: {bad!r} of type {type(bad).__name__} "
             f"({exc}); use dicts, lists, str, bytes, numbers, bool, None, datetime, UUID, "
             "Decimal, sets, dataclasses or pydantic models"
         ) from None
+    try:
+        _check_keys(payload)
+    except msgpack.StackError:
+        raise EncodeError(_too_deep(what, f"more than {MAX_DEPTH} levels of lists and "
+                                          "dicts")) from None
+    except TypeError as exc:
+        found = _find_bad_key(value, what)
+        if found is None:
+            raise EncodeError(f"cannot encode {what}: it would not decode ({exc})") from None
+        where, key = found
+        arrives = "a list" if isinstance(key, (tuple, list)) else "a set"
+        raise EncodeError(
+            f"cannot encode {where}: {key!r} of type {type(key).__name__} cannot be a dict "
+            f"key here: it would arrive as {arrives}, which cannot be one; use str, int, "
+            "float, bool, None, bytes, datetime, UUID or Decimal keys") from None
+    return payload
+
+
+def _too_deep(what: str, detail: str) -> str:
+    return (f"cannot encode {what}: it is nested too deeply ({detail}), or it contains "
+            "itself")
+
+
+def _key_hook(code: int, data: bytes) -> Any:
+    """ext_hook of the key check: checks the values inside an ext value, and stands for it
+    by a value as hashable as what decode makes of it (only a set is not)."""
+    if code in (_SET, _OBJECT, _TIMEDELTA):
+        _check_keys(data)
+    return [] if code == _SET else code
+
+
+def _check_keys(payload: bytes) -> None:
+    """TypeError when decode would meet a dict key it cannot hash (a tuple arrives as a
+    list), StackError when it nests deeper than decode goes; msgpack's C unpacker finds
+    both, at about the cost of packing."""
+    msgpack.unpackb(payload, ext_hook=_key_hook, raw=False, strict_map_key=False)
+
+
+def _find_bad_key(value: Any, path: str, depth: int = 0) -> tuple[str, Any] | None:
+    """Walk ``value`` to the first dict key that would not arrive hashable: (path, key)."""
+    children: list[tuple[str, Any]] = []
+    if isinstance(value, dict):
+        for k, v in value.items():
+            if isinstance(k, (tuple, frozenset)):
+                return f"{path} key {k!r}", k
+            children.append((f"{path}[{k!r}]", v))
+    elif isinstance(value, (list, tuple, set, frozenset)):
+        children = [(f"{path}[{i}]", v) for i, v in enumerate(value)]
+    elif isinstance(value, (BaseModel, Record)) or (
+            dataclasses.is_dataclass(value) and not isinstance(value, type)):
+        children = [(f"{path}.{k}", v) for k, v in _fields(value).items()]
+    if depth < MAX_DEPTH:
+        for child_path, child in children:
+            found = _find_bad_key(child, child_path, depth + 1)
+            if found is not None:
+                return found
+    return None
+
+
+def _fields(value: Any) -> dict[str, Any]:
+    if isinstance(value, Record):
+        return value.to_dict()
+    if isinstance(value, BaseModel):
+        return {n: getattr(value, n) for n in type(value).model_fields}
+    return {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}
+
 
 def decode(data: bytes) -> Any:
     """The value ``encode`` produced; records for unregistered dataclasses and models."""
     return _unpack(data)
 
-def _find_unencodable(value: Any, path: str) -> tuple[str, Any]:
+def _find_unencodable(value: Any, path: str, depth: int = 0) -> tuple[str, Any]:
     """Walk ``value`` to the first part msgpack rejects; returns (path, that part)."""
     children: Iterator[tuple[str, Any]]
     if isinstance(value, dict):
@@ -198,9 +310,11 @@ def _find_unencodable(value: Any, path: str) -> tuple[str, Any]:
         children = ((f"{path}.{f.name}", getattr(value, f.name)) for f in dataclasses.fields(value))
     else:
         return path, value
+    if depth >= MAX_DEPTH:
+        return path, value
     for child_path, child in children:
         try:
             _pack(child)
         except (TypeError, OverflowError, ValueError):
-            return _find_unencodable(child, child_path)
+            return _find_unencodable(child, child_path, depth + 1)
     return path, value

@@ -7,6 +7,7 @@ import datetime as dt
 import decimal
 import math
 import sys
+import time
 import uuid
 from typing import Any
 
@@ -17,7 +18,7 @@ from hypothesis import strategies as st
 from pydantic import BaseModel
 
 from ceylon_redis import EncodeError, Record, ValidationError, register_type
-from ceylon_redis.codec import _registry, decode, encode, type_name
+from ceylon_redis.codec import MAX_DEPTH, _registry, decode, encode, type_name
 
 
 def roundtrip(value: Any) -> Any:
@@ -418,6 +419,105 @@ def test_ints_over_64_bits_raise_encode_error(big: int) -> None:
         encode({"n": [big]})
     assert "data['n'][0]" in str(info.value)
     assert str(big) in str(info.value)
+    assert "out of msgpack's 64-bit range (-2**63 to 2**64-1)" in str(info.value)
+    assert "cannot encode int" not in str(info.value)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Key:
+    k: Any = None
+
+
+@pytest.mark.parametrize("value, where, arrives", [
+    ({"n": 1, (1, 2): "t"}, "data key (1, 2)", "a list"),
+    ({"a": [{"b": {frozenset({1}): 2}}]}, "data['a'][0]['b'] key frozenset({1})", "a set"),
+    ([_Key(k={(1,): 2})], "data[0].k key (1,)", "a list"),
+    ({"s": {_Key(k=(1, ((2,), 3)))}, "x": {((2,), 3): 1}}, "data['x'] key ((2,), 3)", "a list"),
+], ids=["tuple", "frozenset-nested", "in-a-dataclass", "nested-tuple"])
+def test_a_dict_key_that_would_arrive_unhashable_is_refused(value: Any, where: str,
+                                                            arrives: str) -> None:
+    """A tuple key packs (as an array) but arrives as a list, which no dict can hold: the
+    worker failed on it. Refused at encode, naming the key."""
+    with pytest.raises(EncodeError) as info:
+        encode(value)
+    msg = str(info.value)
+    assert msg.startswith(f"cannot encode {where}:"), msg
+    assert f"it would arrive as {arrives}" in msg
+
+
+@pytest.mark.parametrize("key", [1, -2.5, "s", b"b", None, True, dt.date(2020, 1, 2),
+                                 dt.datetime(2020, 1, 2, 3, 4), dt.timedelta(3),
+                                 decimal.Decimal("1.5"), uuid.UUID(int=7), _Key(1)], ids=repr)
+def test_dict_keys_that_arrive_hashable_pass(key: Any) -> None:
+    out = roundtrip({key: "v", "nested": [{key: 1}]})
+    assert len(out) == 2 and list(out["nested"][0].values()) == [1]
+
+
+def _nested_lists(depth: int) -> list[Any]:
+    root: list[Any] = []
+    cur = root
+    for _ in range(depth):
+        cur.append([])
+        cur = cur[0]
+    return root
+
+
+@dataclasses.dataclass
+class _Node:
+    next: Any = None
+
+
+def _self_dict() -> Any:
+    d: dict[str, Any] = {"n": 1}
+    d["self"] = d
+    return d
+
+
+def _self_node() -> Any:
+    n = _Node()
+    n.next = n
+    return n
+
+
+def _self_list_in_dict() -> Any:
+    items: list[Any] = []
+    items.append({"k": items})
+    return items
+
+
+@pytest.mark.parametrize("make", [_self_dict, lambda: _nested_lists(5000), _self_node,
+                                  _self_list_in_dict, lambda: {"a": _nested_lists(1023)}],
+                         ids=["dict-in-itself", "lists-5000-deep", "dataclass-in-itself",
+                              "list-in-itself", "lists-1024-deep"])
+def test_recursive_or_too_deep_payloads_are_refused_at_once(make: Any) -> None:
+    """Took 9-11 s and raised RecursionError; now a prompt EncodeError."""
+    value = make()
+    began = time.monotonic()
+    with pytest.raises(EncodeError, match=r"^cannot encode data: it is nested too deeply "
+                                          r"\(.*\), or it contains itself$"):
+        encode(value)
+    assert time.monotonic() - began < 1.0
+
+
+def _depth(value: Any) -> int:
+    depth = 0
+    while isinstance(value, (list, dict)) and value:
+        value = value[0] if isinstance(value, list) else next(iter(value.values()))
+        depth += 1
+    return depth + isinstance(value, (list, dict))
+
+
+def test_nesting_up_to_the_limits_travels() -> None:
+    assert _depth(_nested_lists(3)) == 4
+    assert _depth(roundtrip(_nested_lists(MAX_DEPTH - 1))) == MAX_DEPTH
+    assert _depth(roundtrip({"a": _nested_lists(MAX_DEPTH - 2)})) == MAX_DEPTH
+    chain: Any = None
+    for _ in range(90):
+        chain = _Node(chain)
+    out = roundtrip(chain)
+    for _ in range(90):
+        out = out.next
+    assert out is None
 
 
 def test_encode_error_for_unencodable_top_level_value() -> None:
@@ -461,8 +561,11 @@ def test_property_sets_of_hashable_scalars_round_trip(value: set[Any]) -> None:
     assert roundtrip(value) == value
 
 
-@pytest.mark.parametrize("value", [{(1, 2), (3, 4)}, {frozenset({1, 2})}],
-                         ids=["set-of-tuples", "set-of-frozensets"])
+@pytest.mark.parametrize("value", [{(1, 2), (3, 4)}, {frozenset({1, 2})},
+                                   {(1, 2): "t", "n": 1}, {frozenset({1}): 1},
+                                   [{"a": {(1,): 1}}]],
+                         ids=["set-of-tuples", "set-of-frozensets", "tuple-key",
+                              "frozenset-key", "nested-tuple-key"])
 def test_whatever_encode_accepts_decodes(value: Any) -> None:
     """A payload enqueue accepts must be decodable by the worker (else it is a poison task)."""
     try:
