@@ -125,6 +125,8 @@ class QueueInfo(BaseModel):
     """Tasks of this role held until a time (delayed, or retrying after a backoff)."""
     oldest_ready_age: float | None = None
     """Seconds the oldest ready task has waited to be taken (None when none is ready)."""
+    schedules: int = 0
+    """Periodic schedules whose ticks enqueue tasks of this role."""
 
 
 class DeadLetter(BaseModel):
@@ -202,6 +204,8 @@ class RoleStats(BaseModel):
     waiting: int = 0
     queued: int = 0
     running: int = 0
+    schedules: int = 0
+    """Periodic schedules feeding the role(s)."""
     wait: Percentiles = Field(default_factory=Percentiles)
     """Queue wait: from QUEUED to the start of the attempt that ended the task."""
     run: Percentiles = Field(default_factory=Percentiles)

@@ -66,7 +66,7 @@ def role_stats(role: str, raws: Sequence[Mapping[Any, Any]], now_minute: int,
         role=role, completed=total.get("completed", 0), failed=total.get("failed", 0),
         cancelled=total.get("cancelled", 0), retries=total.get("retries", 0),
         waiting=sum(q.waiting for q in queues), queued=sum(q.ready for q in queues),
-        running=sum(q.running for q in queues),
+        running=sum(q.running for q in queues), schedules=sum(q.schedules for q in queues),
         wait=percentiles(waits, total.get("wait_sum", 0)),
         run=percentiles(runs, total.get("run_sum", 0)), throughput=minutes)
 

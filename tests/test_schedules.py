@@ -8,6 +8,7 @@ import asyncio
 import datetime as dt
 import itertools
 import json
+import re
 import time
 import zoneinfo
 from typing import Any
@@ -364,3 +365,20 @@ def test_cli_bad_input_is_one_error_line_and_writes_nothing(
 def test_cli_needs_cron_or_every(env: dict[str, str], restore_loguru: None) -> None:
     run = invoke(env, "schedule", "add", "x", "r")
     assert run.exit_code == 2 and "give --cron EXPR or --every SECONDS" in run.output
+
+
+def test_queues_and_stats_show_what_schedules_feed_each_role(
+        env: dict[str, str], client: Client, restore_loguru: None) -> None:
+    client.add_schedule("nightly", "reports", cron="30 2 * * *")
+    client.add_schedule("hourly", "reports", cron="0 * * * *")
+    client.add_schedule("beat", "pings", every=30)
+    rows = {q.role: q.schedules for q in client.queues()}
+    assert rows == {"pings": 1, "reports": 2}  # roles no task has reached yet
+    assert client.stats().overall.schedules == 3
+    queues = invoke(env, "queues").output
+    assert re.search(r"^reports\s+0\s+0\s+0\s+0\s+0\s+0\s+0\s+-\s+2$", queues, re.M), queues
+    assert "periodic schedules do not tick" in queues
+    stats = invoke(env, "stats").output
+    assert "periodic schedules feed: pings (1), reports (2)" in stats
+    client.remove_schedule("beat")
+    assert {q.role: q.schedules for q in client.queues()} == {"reports": 2}

@@ -27,11 +27,13 @@ def queues(as_json: bool, url: str | None, prefix: str | None) -> None:
         if not rows:
             return "no queues yet"
         out = [f"{'ROLE':<20} {'WAITING':>8} {'SCHEDULED':>9} {'READY':>8} {'RUNNING':>8} "
-               f"{'DEAD':>6} {'CONSUMERS':>10} {'ALIVE':>6} {'OLDEST READY':>12}"]
+               f"{'DEAD':>6} {'CONSUMERS':>10} {'ALIVE':>6} {'OLDEST READY':>12} "
+               f"{'PERIODIC':>8}"]
         for q in rows:
             out.append(f"{q.role:<20} {q.waiting:>8} {q.scheduled:>9} {q.ready:>8} "
                        f"{q.running:>8} {dead.get(q.role, 0):>6} {q.consumers:>10} "
-                       f"{q.workers_alive:>6} {_seconds(q.oldest_ready_age):>12}")
+                       f"{q.workers_alive:>6} {_seconds(q.oldest_ready_age):>12} "
+                       f"{q.schedules:>8}")
             if q.ready and not q.workers_alive:
                 out.append(f"  ! {q.ready} tasks wait for role {q.role!r}, and no worker of it "
                            "is alive")
@@ -44,6 +46,8 @@ def queues(as_json: bool, url: str | None, prefix: str | None) -> None:
             out.append(f"! no coordinator alive: statistics are not being kept "
                        f"(run `ceylon-redis coordinator`). {waiting} waiting tasks are "
                        "released by the workers as their prerequisites finish.")
+            if any(q.schedules for q in rows):
+                out.append("! and periodic schedules do not tick: coordinators fire them")
         return "\n".join(out)
 
     emit(as_json, lambda: {"queues": [{**dict(q), "dead": dead.get(q.role, 0)} for q in rows],
@@ -91,9 +95,13 @@ def _stats_text(st: Stats) -> str:
         out.append(f"{'all' if r.role == '*' else r.role:<16} {r.completed:>7} {r.failed:>6} "
                    f"{r.cancelled:>6} {rate:>7} {r.retries:>5} {r.waiting:>4} {r.queued:>6} "
                    f"{r.running:>4}  {wait:<26} {run:<26} {last_minute:>5}")
+    fed = [f"{r.role} ({r.schedules})" for r in st.roles if r.schedules]
+    if fed:
+        out.append(f"periodic schedules feed: {', '.join(fed)} (ceylon-redis schedule list)")
     if not st.coordinators_alive:
         out.append("! no coordinator alive: these figures are not being updated "
-                   "(run `ceylon-redis coordinator`)")
+                   "(run `ceylon-redis coordinator`)"
+                   + (", and periodic schedules do not tick" if fed else ""))
     return "\n".join(out)
 
 

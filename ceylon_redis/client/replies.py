@@ -45,10 +45,21 @@ def queue_reads(pipe: Any, keys: Keys, roles: list[str]) -> None:
         pipe.zcard(keys.scheduled(role))
 
 
-def queue_rows(roles: list[str], replies: list[Any], alive: list[list[str]]) -> list[QueueInfo]:
-    return [parse_queue(role, _int(replies[4 * i]), _list(replies[4 * i + 1]), alive,
+def role_names(members: Any, schedule_roles: Any) -> tuple[list[str], dict[str, int]]:
+    """Every role, sorted: those seen on a queue and those a schedule feeds; and how many
+    schedules feed each."""
+    feeds = {k.decode(): int(v) for k, v in (schedule_roles or {}).items()}
+    return sorted({m.decode() for m in members or ()} | set(feeds)), feeds
+
+
+def queue_rows(roles: list[str], replies: list[Any], alive: list[list[str]],
+               feeds: dict[str, int] | None = None) -> list[QueueInfo]:
+    rows = [parse_queue(role, _int(replies[4 * i]), _list(replies[4 * i + 1]), alive,
                         _int(replies[4 * i + 2]), _int(replies[4 * i + 3]))
             for i, role in enumerate(roles)]
+    for q in rows:
+        q.schedules = (feeds or {}).get(q.role, 0)
+    return rows
 
 
 def oldest_ready_reads(pipe: Any, keys: Keys, rows: list[QueueInfo],
@@ -82,6 +93,7 @@ def merge_queues(per_partition: list[list[QueueInfo]]) -> list[QueueInfo]:
             m.running += q.running
             m.waiting += q.waiting
             m.scheduled += q.scheduled
+            m.schedules += q.schedules
             m.consumers = max(m.consumers, q.consumers)
             m.workers_alive = max(m.workers_alive, q.workers_alive)
             ages = [a for a in (m.oldest_ready_age, q.oldest_ready_age) if a is not None]

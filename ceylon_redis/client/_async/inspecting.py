@@ -12,6 +12,7 @@ from ..replies import (
     queue_reads,
     queue_rows,
     redis_ms,
+    role_names,
     set_oldest_ready,
     stats_from,
     stats_reads,
@@ -33,12 +34,16 @@ class AsyncInspecting(ClientBase):
         return merge_queues([await view._queues_here() for view in self._views()])
 
     async def _queues_here(self) -> list[QueueInfo]:
-        roles = sorted(r.decode() for r in await self.redis.smembers(self.keys.roles))
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.smembers(self.keys.roles)
+            pipe.hgetall(self.keys.schedule_roles)
+            members, scheduled = await pipe.execute()
+        roles, feeds = role_names(members, scheduled)
         alive = [w.roles for w in await self.workers() if w.alive]
         async with self.redis.pipeline(transaction=False) as pipe:
             queue_reads(pipe, self.keys, roles)
             replies = await pipe.execute(raise_on_error=False)
-        rows = queue_rows(roles, replies, alive)
+        rows = queue_rows(roles, replies, alive, feeds)
         async with self.redis.pipeline(transaction=False) as pipe:
             if oldest_ready_reads(pipe, self.keys, rows, replies):
                 firsts = await pipe.execute()

@@ -13,6 +13,7 @@ from ..replies import (
     queue_reads,
     queue_rows,
     redis_ms,
+    role_names,
     set_oldest_ready,
     stats_from,
     stats_reads,
@@ -34,12 +35,16 @@ class Inspecting(ClientBase):
         return merge_queues([view._queues_here() for view in self._views()])
 
     def _queues_here(self) -> list[QueueInfo]:
-        roles = sorted(r.decode() for r in self.redis.smembers(self.keys.roles))
+        with self.redis.pipeline(transaction=False) as pipe:
+            pipe.smembers(self.keys.roles)
+            pipe.hgetall(self.keys.schedule_roles)
+            members, scheduled = pipe.execute()
+        roles, feeds = role_names(members, scheduled)
         alive = [w.roles for w in self.workers() if w.alive]
         with self.redis.pipeline(transaction=False) as pipe:
             queue_reads(pipe, self.keys, roles)
             replies = pipe.execute(raise_on_error=False)
-        rows = queue_rows(roles, replies, alive)
+        rows = queue_rows(roles, replies, alive, feeds)
         with self.redis.pipeline(transaction=False) as pipe:
             if oldest_ready_reads(pipe, self.keys, rows, replies):
                 firsts = pipe.execute()
