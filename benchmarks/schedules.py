@@ -56,18 +56,24 @@ def _wait_registered(r: redis.Redis, keys: Keys, n: int) -> None:
 
 def _idle(r: redis.Redis, seconds: float) -> tuple[float, float]:
     """(commands per second, Redis CPU microseconds per second) over ``seconds``."""
-    def cpu() -> float:
-        info: dict[str, Any] = r.info("cpu")
-        return float(info["used_cpu_sys"]) + float(info["used_cpu_user"])
-
     r.config_resetstat()
-    began, cpu0 = time.perf_counter(), cpu()
+    began, cpu0 = time.perf_counter(), _cpu(r)
     time.sleep(seconds)
-    took, used = time.perf_counter() - began, cpu() - cpu0
+    took, used = time.perf_counter() - began, _cpu(r) - cpu0
+    return _calls(r) / took, used * 1e6 / took
+
+
+def _cpu(r: redis.Redis) -> float:
+    info: dict[str, Any] = r.info("cpu")
+    return float(info["used_cpu_sys"]) + float(info["used_cpu_user"])
+
+
+def _calls(r: redis.Redis) -> int:
+    """Commands since the last CONFIG RESETSTAT (those inside scripts included), but the
+    benchmark's own INFO, CONFIG, XLEN and TIME."""
     stats: dict[str, Any] = r.info("commandstats")
-    calls = sum(v["calls"] for k, v in stats.items()
-                if k not in ("cmdstat_info", "cmdstat_config"))
-    return calls / took, used * 1e6 / took
+    return sum(v["calls"] for k, v in stats.items()
+               if k not in ("cmdstat_info", "cmdstat_config", "cmdstat_xlen", "cmdstat_time"))
 
 
 def run(url: str, n: int, coordinators: int, idle: float) -> None:
@@ -94,11 +100,15 @@ def run(url: str, n: int, coordinators: int, idle: float) -> None:
         procs = _coordinators(url, prefix, coordinators)
         try:
             _wait_registered(r, keys, coordinators)
+            r.config_resetstat()
+            cpu0 = _cpu(r)
             deadline = time.monotonic() + 120
             while r.xlen(keys.stream(ROLE)) < n and time.monotonic() < deadline:
                 time.sleep(0.01)
             done_ms = int(r.time()[0] * 1000 + r.time()[1] / 1000)
             entries = r.xlen(keys.stream(ROLE))
+            burst_cpu = _cpu(r) - cpu0
+            burst_calls = _calls(r)
             time.sleep(1)
             calls, cpu_us = _idle(r, idle)
         finally:
@@ -109,7 +119,9 @@ def run(url: str, n: int, coordinators: int, idle: float) -> None:
           f"call each); {coordinators} coordinator process(es)")
     print(f"burst: all {entries:,} due in the same second enqueued "
           f"{(done_ms - due_ms) / 1000:.2f} s after it "
-          f"({'each exactly once' if once else 'NOT each exactly once'})")
+          f"({'each exactly once' if once else 'NOT each exactly once'}); Redis per tick: "
+          f"{burst_calls / n:.1f} commands, {burst_cpu * 1e6 / n:.0f} us CPU (coordinators' "
+          "other chores in that window included)")
     print(f"idle, no schedules: {base_calls:,.1f} commands/s, {base_cpu:,.0f} us Redis CPU/s")
     print(f"idle, {n:,} schedules: {calls:,.1f} commands/s, {cpu_us:,.0f} us Redis CPU/s "
           f"(the schedules add {calls - base_calls:+,.1f} commands/s, "
