@@ -40,7 +40,7 @@ from typing import Any
 import redis
 
 from benchmarks.peers import PEERS
-from benchmarks.peers.base import Peer, Unsupported, Workloads
+from benchmarks.peers.base import Peer, RedisCost, Unsupported, Workloads
 from benchmarks.redis_server import own_redis
 
 US = "ceylon-redis"
@@ -290,11 +290,15 @@ class Runner:
                 if kind not in p.handler_kinds:
                     self.record(p, f"drain.{kind}", label, "tasks/s", True,
                                 lambda: _unsupported(f"no {kind} handlers"))
-                t = self.w.drain(p, kind, n)
+                t = self.w.drain(p, kind, n, cost=RedisCost(self.r))
                 self.record(p, f"drain.{kind}", label, "tasks/s", True,
                             lambda: n / t.from_first if t.from_first else None)
                 self.record(p, f"drain.{kind}.spawn", f"{label}, from spawn", "tasks/s", True,
                             lambda: n / t.from_spawn)
+                self.record(p, f"drain.{kind}.cpu", f"{label}: Redis CPU per task", "us",
+                            False, lambda: (t.cpu_us or 0) / n)
+                self.record(p, f"drain.{kind}.commands", f"{label}: Redis commands per task",
+                            "commands", False, lambda: (t.commands or 0) / n)
                 self.run.peers[p.name][f"concurrency_{kind}"] = str(c)
             self.measure(peers, f"drain, {kind} handler", body)
 

@@ -94,10 +94,39 @@ class WorkerProcess:
 
 @dataclass
 class DrainTime:
-    """Seconds from the workers' spawn to the last result, and from the first result."""
+    """Seconds from the workers' spawn to the last result, and from the first result; and
+    Redis's work over the drain (see RedisCost), when it was metered."""
 
     from_spawn: float
     from_first: float | None
+    commands: int | None = None
+    cpu_us: float | None = None
+
+
+class RedisCost:
+    """Redis's own work over a span, whoever asked for it: commands from INFO commandstats
+    (those a script runs included, the metering's own INFO and CONFIG left out) and CPU
+    from INFO cpu (user and system, main thread)."""
+
+    OWN = ("cmdstat_info", "cmdstat_config")
+
+    def __init__(self, r: Any) -> None:
+        self.r = r
+        self.cpu0 = 0.0
+
+    def _cpu(self) -> float:
+        info = self.r.info("cpu")
+        return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+
+    def start(self) -> None:
+        self.r.config_resetstat()
+        self.cpu0 = self._cpu()
+
+    def stop(self) -> tuple[int, float]:
+        """(commands, microseconds of Redis CPU) since start()."""
+        cpu_us = (self._cpu() - self.cpu0) * 1e6
+        stats = self.r.info("commandstats")
+        return sum(int(v["calls"]) for k, v in stats.items() if k not in self.OWN), cpu_us
 
 
 class Peer(ABC):
@@ -376,10 +405,14 @@ class Workloads:
 
     # 2. and 6. drain
 
-    def drain(self, peer: Peer, kind: str, n: int, processes: int = 1) -> DrainTime:
-        """Enqueue n tasks, then start the workers; time until every result is stored."""
+    def drain(self, peer: Peer, kind: str, n: int, processes: int = 1,
+              cost: RedisCost | None = None) -> DrainTime:
+        """Enqueue n tasks, then start the workers; time until every result is stored (and
+        read back). With ``cost``, Redis's work from the workers' spawn to then."""
         values = list(range(n))
         handles = peer.handles_for(values, kind)
+        if cost is not None:
+            cost.start()
         workers = [peer.spawn(kind) for _ in range(processes)]
         try:
             spawned = workers[0].spawned_at
@@ -396,9 +429,10 @@ class Workloads:
         finally:
             for w in workers:
                 w.stop()
+        metered = cost.stop() if cost is not None else (None, None)
         check_outputs(peer.name, values, outputs)
         steady = (done - first) if n > 1 and done > first else None
-        return DrainTime(done - spawned, steady)
+        return DrainTime(done - spawned, steady, *metered)
 
     # 3. round trip
 
