@@ -293,6 +293,31 @@ def decode(data: bytes) -> Any:
     """The value ``encode`` produced; records for unregistered dataclasses and models."""
     return _unpack(data)
 
+
+@dataclasses.dataclass(frozen=True)
+class Undecodable:
+    """A stored value that does not decode (a task hash edited by hand, bytes written by
+    another program): what ``client.get`` and ``wait`` give in its place, instead of
+    raising, so that the rest of the task can still be read."""
+
+    field: str
+    """The task hash's field: ``data`` or ``output``."""
+    error: str
+    """Why it does not decode."""
+    raw: bytes = dataclasses.field(repr=False)
+    """The stored bytes."""
+
+    def __str__(self) -> str:
+        return f"undecodable {self.field} ({self.error})"
+
+
+def decode_field(data: bytes, field: str) -> Any:
+    """``decode(data)``, or an :class:`Undecodable` naming ``field`` when it does not decode."""
+    try:
+        return _unpack(data)
+    except Exception as exc:  # whatever the bytes make msgpack or a registered type raise
+        return Undecodable(field, f"{type(exc).__name__}: {exc}", bytes(data))
+
 def _find_unencodable(value: Any, path: str, depth: int = 0) -> tuple[str, Any]:
     """Walk ``value`` to the first part msgpack rejects; returns (path, that part)."""
     children: Iterator[tuple[str, Any]]

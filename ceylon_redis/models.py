@@ -59,6 +59,9 @@ class TaskInfo(BaseModel):
     status: TaskStatus
     attempt: int = 0
     """Attempts started so far (a worker crash counts as one)."""
+    crashes: int = 0
+    """Attempts lost with their worker (killed, or its heartbeat lapsed). They do not spend
+    ``max_attempts``; a task lost a 4th time is failed and dead-lettered (a poison task?)."""
     max_attempts: int | None = None
     """None: the worker's default (``Settings.max_attempts``) applies."""
     timeout: float | None = None

@@ -8,7 +8,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, get_args
 
-from .codec import decode, encode
+from .codec import decode_field, encode
 from .errors import UnknownTaskError, ValidationError
 from .keys import GROUP, check_name, check_task_id
 from .models import (
@@ -25,6 +25,7 @@ from .models import (
 from .settings import Settings
 
 _POLICY_CODES = {"cancel": "c", "run": "r", "ignore": "i"}
+_FINAL = {s.value for s in TaskStatus if s.is_final}
 
 
 def new_task_id() -> str:
@@ -274,14 +275,16 @@ def _entry_seconds(entry: Any) -> str | None:
     return f"{ms[:-3]}.{ms[-3:]}" if ms.isdigit() and len(ms) > 3 else None
 
 
-def _decode_or_none(value: Any) -> Any:
-    return decode(value) if value else None
+def _decode_or_none(value: Any, field: str) -> Any:
+    """A stored msgpack field's value (None when empty); an Undecodable naming the field
+    when it does not decode, so that reading a task never fails on it."""
+    return decode_field(value, field) if value else None
 
 
 def result_from_fields(task_id: str, status: str, output: bytes | None,
                        error: str | None) -> TaskResult:
     st = TaskStatus(status)
-    return TaskResult(success=st is TaskStatus.COMPLETED, output=_decode_or_none(output),
+    return TaskResult(success=st is TaskStatus.COMPLETED, output=_decode_or_none(output, "output"),
                       error=error or None, task_id=task_id, status=st)
 
 
@@ -294,7 +297,8 @@ def parse_task(task_id: str, raw: Mapping[bytes, bytes]) -> TaskInfo:
         status = TaskStatus(_text(f.get("status", b"")))
     except ValueError:
         raise ValidationError(
-            f"task {task_id} has an invalid status {f.get('status')!r} in Redis") from None
+            f"task {task_id} has an invalid status {f.get('status')!r} in Redis (edited by "
+            "hand?): a worker fails it when it meets it, and cancel ends it") from None
     error = _text(f["error"]) if f.get("error") else None
 
     def number(name: str) -> int | None:
@@ -321,8 +325,8 @@ def parse_task(task_id: str, raw: Mapping[bytes, bytes]) -> TaskInfo:
         graph=_text(f["graph"]) if f.get("graph") else None,
         enqueued_at=_time(f.get("enqueued_at") or _entry_seconds(f.get("entry"))),
         started_at=_time(f.get("started_at")),
-        finished_at=_time(f.get("finished_at")), data=_decode_or_none(f.get("data")),
-        result=result, error=error)
+        finished_at=_time(f.get("finished_at")), data=_decode_or_none(f.get("data"), "data"),
+        result=result, error=error, crashes=number("crashes") or 0)
 
 
 def parse_notification(message: bytes) -> TaskResult:
@@ -338,7 +342,7 @@ def parse_watch(task_id: str, reply: Sequence[Any]) -> TaskResult | None:
     if not reply or reply[0] is None:
         raise UnknownTaskError(f"unknown task {task_id} (never enqueued, or its result expired)")
     status = _text(reply[0])
-    if not TaskStatus(status).is_final:
+    if status not in _FINAL:  # also a status edited into nonsense: its worker fails it
         return None
     return result_from_fields(task_id, status, reply[1], _text(reply[2]) if reply[2] else None)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from ..client import Client
+from ..codec import Undecodable
 from .common import connection_options, dumps, emit, friendly_errors
 
 
@@ -22,6 +23,8 @@ def task(task_id: str, as_json: bool, url: str | None, prefix: str | None) -> No
         lines = [f"id:          {info.id}", f"name:        {info.name}",
                  f"role:        {info.role}", f"status:      {info.status.value}",
                  f"attempt:     {info.attempt}/{info.max_attempts or 'default'}",
+                 f"crashes:     {info.crashes}" + (" (lost with its worker; a 4th fails it)"
+                                                   if info.crashes else ""),
                  f"worker:      {info.worker or '-'}",
                  f"enqueued:    {info.enqueued_at or '-'}",
                  f"started:     {info.started_at or '-'}",
@@ -36,8 +39,10 @@ def task(task_id: str, as_json: bool, url: str | None, prefix: str | None) -> No
             lines.append(f"queue wait:  {info.queue_wait:.3f} s")
         if info.run_time is not None:
             lines.append(f"run time:    {info.run_time:.3f} s")
+        if isinstance(info.data, Undecodable):
+            lines.append(f"data:        {info.data}")
         if info.result is not None and info.result.output is not None:
-            lines.append(f"output:      {dumps(info.result.output)}")
+            lines.append(f"output:      {_shown(info.result.output)}")
         if info.error:
             lines.append(f"error:       {info.error}")
         if info.dead_letter:
@@ -46,6 +51,10 @@ def task(task_id: str, as_json: bool, url: str | None, prefix: str | None) -> No
 
     emit(as_json, lambda: {**dict(info), "result": dict(info.result) if info.result else None},
          text)
+
+
+def _shown(value: object) -> str:
+    return str(value) if isinstance(value, Undecodable) else dumps(value)
 
 
 @click.command()

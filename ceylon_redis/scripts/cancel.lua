@@ -8,6 +8,8 @@
 -- told on {P}:control ("cancel <worker> <task id>") to cancel its handler,
 -- and its outcome is dropped when reported. Each named task gets this reason;
 -- dependents not named are settled as for a failure ("dependency X cancelled: ...").
+-- A task whose status was edited into nonsense is cancelled too (its entry
+-- deleted and its worker told, as it may be queued or running).
 --!include common.lua
 
 local base, reason, gid = KEYS[1], ARGV[1], ARGV[2]
@@ -36,10 +38,13 @@ for _, tid in ipairs(ids) do
 end
 for _, tid in ipairs(ids) do
   local f = redis.call('HMGET', task_key(base, tid), 'status', 'entry', 'role', 'worker')
-  if f[1] == 'CANCELLING' or f[1] == 'QUEUED' or f[1] == 'RUNNING' or f[1] == 'SCHEDULED' then
-    if f[1] == 'QUEUED' and f[2] then
-      redis.call('XDEL', stream_key(base, f[3]), f[2])
-    elseif f[1] == 'RUNNING' and f[4] then
+  local corrupt = f[1] and f[1] ~= 'CANCELLING' and not STATUSES[f[1]]
+  if f[1] == 'CANCELLING' or f[1] == 'QUEUED' or f[1] == 'RUNNING' or f[1] == 'SCHEDULED'
+     or corrupt then
+    if (f[1] == 'QUEUED' or corrupt) and f[2] then
+      redis.call('XDEL', stream_key(base, f[3] or ''), f[2])
+    end
+    if (f[1] == 'RUNNING' or corrupt) and f[4] then
       redis.call('PUBLISH', base .. 'control', 'cancel ' .. f[4] .. ' ' .. tid)
     end
     cancelled = cancelled + finalize(base, tid, 'CANCELLED', '', reason, now, false)

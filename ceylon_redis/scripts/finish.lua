@@ -20,6 +20,9 @@
 --          was presumed dead); nothing of theirs is written, and an entry is
 --          acked only by the consumer it is pending for. The outcome of an
 --          attempt whose task was cancelled while it ran is dropped quietly.
+--          A task whose status was edited by hand while this attempt ran (its
+--          entry, attempt and worker still this attempt's: say HSET status QUEUED)
+--          is failed and dead-lettered with why, in the dead-lettered list.
 --!include common.lua
 
 local base = KEYS[1]
@@ -52,6 +55,16 @@ for i = 9, #ARGV, 7 do
   end
   if cur[1] == 'CANCELLED' and cur[2] == attempt and cur[3] == consumer then
     -- cancelled while it ran: the outcome is dropped, as cancel promised
+  elseif mine and cur[1] ~= 'RUNNING' and cur[5] == entry and cur[2] == attempt
+         and cur[3] == consumer then
+    -- Still this attempt's entry, attempt and worker, but not RUNNING: edited by hand
+    -- (every script that moves a task on changes its entry or ends it, and a cancel is
+    -- handled above). Its stream entry is gone now and no one else will end it: fail it.
+    local why = 'task hash is corrupt: its status field was ' .. status_edit(cur[1]) ..
+                ' while attempt ' .. attempt .. ' ran on ' .. consumer
+    fail_corrupt(base, tid, why, output, err, now, dead_ttl, true)
+    table.insert(dead, tid)
+    table.insert(dead, why)
   elseif not mine or not current or cur[2] ~= attempt or cur[3] ~= consumer then
     redis.call('HINCRBY', base .. 'counters', 'fenced', 1)
     table.insert(refused, tid)

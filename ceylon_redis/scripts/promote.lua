@@ -6,7 +6,8 @@
 -- Returns  {promoted, ms until the next scheduled task (-1: none), more (1 when
 --          the limit was reached and more are due)}
 -- Idempotent and safe from any number of workers and coordinators at once:
--- a member leaves the set in the same script that queues its task.
+-- a member leaves the set in the same script that queues its task. A task whose
+-- status was edited into nonsense is failed and dead-lettered instead.
 --!include common.lua
 
 local base, limit = KEYS[1], tonumber(ARGV[1])
@@ -19,9 +20,12 @@ for _, role in ipairs(redis.call('SMEMBERS', base .. 'roles')) do
                                     limit - promoted)) do
       redis.call('ZREM', zkey, tid)
       local hkey = task_key(base, tid)
-      if redis.call('HGET', hkey, 'status') == 'SCHEDULED' then
+      local status = redis.call('HGET', hkey, 'status')
+      if status == 'SCHEDULED' then
         push_ready(base, tid, hkey, role)
         promoted = promoted + 1
+      elseif status and not STATUSES[status] then
+        fail_corrupt(base, tid, corrupt_status(status), '', '', now_str(), 0)
       end
     end
   end

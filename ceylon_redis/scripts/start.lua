@@ -13,7 +13,9 @@
 --          {task id, 0, reason}                                       skip it
 --          The failed prerequisites are those of run-anyway edges.
 -- An entry whose task is gone, not QUEUED, or queued under another entry is
--- acknowledged and deleted; a malformed one is also dead-lettered.
+-- acknowledged and deleted; a malformed one is also dead-lettered. A task whose
+-- hash was edited into nonsense (a status that is none, an attempt not a number)
+-- is failed and dead-lettered, the reason naming the field.
 --!include common.lua
 
 local base = KEYS[1]
@@ -66,14 +68,17 @@ for i = 1, #entries, 2 do
     local status = fields[1]
     if not status then
       table.insert(out, drop(entry, tid, 'entry names unknown task ' .. tid, true))
+    elseif not STATUSES[status] then
+      -- edited by hand into nonsense: fail it (settling its dependents), do not strand it
+      local why = corrupt_status(status)
+      table.insert(out, drop(entry, tid, why, false))
+      fail_corrupt(base, tid, why, '', '', now, 0)
     elseif status ~= 'QUEUED' or fields[2] ~= entry then
       table.insert(out, drop(entry, tid, 'stale entry: task is ' .. status, false))
     elseif not tonumber(fields[8] or '0') then
-      -- edited by hand into nonsense: fail it (settling its dependents), do not crash
       local why = 'task hash is corrupt: attempt is not a number'
       table.insert(out, drop(entry, tid, why, false))
-      finalize(base, tid, 'FAILED', '', why, now)
-      dead_letter(base, tid, why, '', now, 0)
+      fail_corrupt(base, tid, why, '', '', now, 0)
     else
       local attempt = redis.call('HINCRBY', hkey, 'attempt', 1)
       if fields[9] then

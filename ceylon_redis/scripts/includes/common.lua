@@ -7,6 +7,20 @@ local EVENTS_MAXLEN = 1000000
 local DEAD_MAXLEN = 100000
 -- Seconds a result is kept when its task hash has no ttl (protocol.SCRIPT_DEFAULT_TTL).
 local DEFAULT_TTL = 86400
+-- Every status a task hash may hold (models.TaskStatus); anything else was written by hand,
+-- but for CANCELLING, which cancel.lua sets and ends within the call.
+local STATUSES = {WAITING = true, SCHEDULED = true, QUEUED = true, RUNNING = true,
+                  COMPLETED = true, FAILED = true, CANCELLED = true}
+
+-- Why a task whose `status` field holds no status is failed.
+local function corrupt_status(status)
+  return "task hash is corrupt: its status field holds '" .. status .. "', not a status"
+end
+
+-- How a task's status field was edited by hand: "changed to 'X'" or "deleted".
+local function status_edit(status)
+  return status and ("changed to '" .. status .. "'") or 'deleted'
+end
 
 local clock
 -- Redis's clock, read once per script call: {seconds, microseconds}.
@@ -169,7 +183,16 @@ end
 -- partitions may be applied more than once.
 local function settle_dependent(base, dep, tid, st, er, work)
   local dhkey = task_key(base, dep)
-  if redis.call('HGET', dhkey, 'status') ~= 'WAITING' then return end
+  local status = redis.call('HGET', dhkey, 'status')
+  if status ~= 'WAITING' then
+    -- a waiting task edited by hand into nonsense ends here, instead of waiting forever
+    -- (CANCELLING: cancel.lua's own, while it cancels this one too)
+    if status and status ~= 'CANCELLING' and not STATUSES[status]
+       and redis.call('HEXISTS', dhkey .. ':deps', tid) == 1 then
+      table.insert(work, {dep, 'FAILED', '', corrupt_status(status), false})
+    end
+    return
+  end
   if redis.call('HEXISTS', dhkey .. ':deps', tid) == 0 then return end
   local policy = st == 'COMPLETED' and 'ok' or edge_policy(dhkey, tid)
   if policy == 'c' then
@@ -248,6 +271,9 @@ local function finalize(base, id, status, output, err, now, ran)
       redis.call('SREM', waiting_key(base, f[1] or ''), tid)
     elseif f[8] == 'SCHEDULED' then
       redis.call('ZREM', scheduled_key(base, f[1] or ''), tid)
+    elseif f[8] and not STATUSES[f[8]] then  -- edited by hand: it may be in either
+      redis.call('SREM', waiting_key(base, f[1] or ''), tid)
+      redis.call('ZREM', scheduled_key(base, f[1] or ''), tid)
     end
     notify(hkey, tid, st, er, out, f[4])
     local wait_ms, run_ms = '', ''
@@ -266,6 +292,15 @@ local function finalize(base, id, status, output, err, now, ran)
     release_elsewhere(base, hkey, tid, st, st == 'COMPLETED' and out or er)
   end
   return n
+end
+
+-- End a task whose hash was edited by hand into a state no script can go on from
+-- (`why` names the field): FAILED with `why` as its error, its dependents settled, and
+-- dead-lettered with `err` (its attempt's error, if one ran), so that it is seen and can
+-- be retried. `ran`: as for finalize.
+local function fail_corrupt(base, tid, why, output, err, now, dead_ttl, ran)
+  finalize(base, tid, 'FAILED', output or '', why, now, ran)
+  return dead_letter(base, tid, why, err or '', now, dead_ttl)
 end
 
 -- Apply a release from another partition: prerequisite `p` of task `dep` ended

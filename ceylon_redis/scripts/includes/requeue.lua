@@ -2,13 +2,15 @@
 -- running or about to run goes back on the stream as a new entry (the old
 -- one is acked and deleted, so a late finish from that consumer is refused).
 -- A task lost while RUNNING counts a crash (field `crashes`); crashes have
--- their own budget (`max_crashes`, default 3), apart from max_attempts, which
--- only handler failures spend. A task lost more often than that ends FAILED
+-- their own budget (MAX_CRASHES), apart from max_attempts, which only handler
+-- failures spend. A task lost more often than that (the 4th time) ends FAILED
 -- with the reason, and is dead-lettered: it is likely what kills its workers. Returns the number
 -- of tasks re-queued, failed. An entry the worker took but never started (prefetched,
 -- waiting for a thread) goes back as it was: no crash counted, its attempt taken back.
+-- A task still under this entry but neither RUNNING nor QUEUED was edited by hand:
+-- it is failed and dead-lettered (counted failed), not left stranded.
 
-local DEFAULT_MAX_CRASHES = 3
+local MAX_CRASHES = 3
 
 -- Give back one entry of a role stream; returns 1, 0 when re-queued, 0, 1 when failed, else 0, 0.
 local function requeue_entry(base, role, entry, reason, now, dead_ttl, unstarted)
@@ -23,8 +25,14 @@ local function requeue_entry(base, role, entry, reason, now, dead_ttl, unstarted
   end
   if not tid then return 0, 0 end
   local hkey = task_key(base, tid)
-  local cur = redis.call('HMGET', hkey, 'status', 'entry', 'attempt', 'max_crashes')
-  if (cur[1] ~= 'RUNNING' and cur[1] ~= 'QUEUED') or cur[2] ~= entry then return 0, 0 end
+  local cur = redis.call('HMGET', hkey, 'status', 'entry', 'attempt')
+  if cur[2] ~= entry then return 0, 0 end
+  if cur[1] ~= 'RUNNING' and cur[1] ~= 'QUEUED' then
+    fail_corrupt(base, tid, 'task hash is corrupt: its status field was ' ..
+                 status_edit(cur[1]) .. ' while attempt ' .. (cur[3] or '?') ..
+                 ' was pending (' .. reason .. ')', '', '', now, dead_ttl)
+    return 0, 1
+  end
   local crashes = 0
   local ran = cur[1] == 'RUNNING' and not (unstarted and unstarted[entry])
   if ran then
@@ -32,7 +40,7 @@ local function requeue_entry(base, role, entry, reason, now, dead_ttl, unstarted
   elseif cur[1] == 'RUNNING' then
     redis.call('HINCRBY', hkey, 'attempt', -1)
   end
-  if crashes > tonumber(cur[4] or DEFAULT_MAX_CRASHES) then
+  if crashes > MAX_CRASHES then
     local err = reason .. ' during attempt ' .. cur[3] .. '; lost ' .. crashes ..
                 ' times, given up'
     finalize(base, tid, 'FAILED', '', err, now)
