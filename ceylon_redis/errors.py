@@ -107,6 +107,18 @@ class Retry(Exception):
         self.delay = delay
 
 
+def did_you_mean(name: str, known: list[str]) -> str:
+    """`` (did you mean 'x'?)`` naming the closest of ``known`` (one differing only in case
+    first, which it says), for a message about an unknown role; '' when none is close."""
+    import difflib
+
+    same = [k for k in known if k.lower() == name.lower() and k != name]
+    if same:
+        return f" (did you mean {same[0]!r}? roles are case-sensitive)"
+    close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
 def raise_for_script_error(reply: object) -> None:
     """Turn a script's ``{'ERR', code, detail}`` reply into the matching exception."""
     if not (isinstance(reply, list) and reply and reply[0] in (b"ERR", "ERR")):

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+import warnings
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -28,6 +29,7 @@ from loguru import logger
 
 from .client import AsyncClient
 from .connection import daemon_redis, resolve_url
+from .errors import ValidationError, did_you_mean
 from .models import TaskResult, TaskStatus
 from .process import ProcessWorker
 from .protocol import TaskDef
@@ -137,33 +139,66 @@ class TaskProcessingPlayground:
             raise RuntimeError("use the playground inside 'async with playground.play(...)'")
         return self.client
 
-    async def add_and_execute_task(self, task: Task,
-                                   wait_for_completion: bool = True) -> TaskResult | None:
-        """Enqueue ``task``; with ``wait_for_completion`` return its result, else None at once."""
+    async def add_and_execute_task(self, task: Task, wait_for_completion: bool = True,
+                                   timeout: float | None = None) -> TaskResult | None:
+        """Enqueue ``task``; with ``wait_for_completion`` return its result, else None at once.
+
+        ``timeout``: seconds to wait, then TaskTimeoutError (the task stays queued). A
+        ``processor`` no worker serves is refused (see ``_check_served``).
+        """
         client = self._require_client()
         d = task._definition()
+        await self._check_served([d.role])
         task_id = await client.enqueue(d.role, d.data, name=d.name, task_id=d.id,
                                        depends_on=d.depends_on, max_attempts=d.max_attempts)
         self.task_manager.add_task(task)
         if not wait_for_completion:
             self._watch(task_id)
             return None
-        result = await client.wait(task_id)
+        result = await client.wait(task_id, timeout)
         self.task_manager._settle(result)
         return result
 
-    async def execute_task_group(self, tasks: Iterable[Task]) -> dict[str, TaskResult]:
-        """Enqueue tasks with dependencies among them in one call; wait for every result."""
+    async def execute_task_group(self, tasks: Iterable[Task],
+                                 timeout: float | None = None) -> dict[str, TaskResult]:
+        """Enqueue tasks with dependencies among them in one call; wait for every result
+        (``timeout`` seconds at most, then TaskTimeoutError)."""
         client = self._require_client()
         tasks = list(tasks)
-        graph = await client.enqueue_graph([t._definition() for t in tasks])
+        definitions = [t._definition() for t in tasks]
+        await self._check_served(d.role for d in definitions)
+        graph = await client.enqueue_graph(definitions)
         for t in tasks:
             self.task_manager.add_task(t)
         ids = await graph.task_ids()
-        results = await graph.wait()
+        results = await graph.wait(timeout)
         for r in results:
             self.task_manager._settle(r)
         return dict(zip(ids, results))
+
+    async def _check_served(self, roles: Iterable[str]) -> None:
+        """Refuse roles that neither this playground's workers nor any live worker serve,
+        before anything is written: a mistyped ``processor`` would wait forever. A
+        playground without workers of its own only submits, and daemons may start later:
+        it warns (RuntimeWarning) instead."""
+        own = {w.role for w in self.llm_agents}
+        missing = sorted(set(roles) - own)
+        if not missing:
+            return
+        alive = {r for w in await self._require_client().workers() if w.alive for r in w.roles}
+        missing = [r for r in missing if r not in alive]
+        if not missing:
+            return
+        role = missing[0]
+        served = sorted(own | alive)
+        if own:
+            raise ValidationError(
+                f"no worker serves role {role!r} (Task.processor): this playground's workers "
+                f"serve {_roles(sorted(own))}, and no live worker daemon serves it"
+                f"{did_you_mean(role, served)}; nothing was enqueued")
+        warnings.warn(f"no live worker serves role {role!r} yet{did_you_mean(role, served)}: "
+                      "the task waits until one starts (add_and_execute_task(timeout=...) "
+                      "stops waiting)", RuntimeWarning, stacklevel=3)
 
     def _watch(self, task_id: str) -> None:
         async def watch() -> None:
@@ -173,3 +208,7 @@ class TaskProcessingPlayground:
         w = asyncio.create_task(watch())
         self._watchers.add(w)
         w.add_done_callback(self._watchers.discard)
+
+
+def _roles(roles: list[str]) -> str:
+    return ", ".join(repr(r) for r in roles)

@@ -10,9 +10,14 @@ from ceylon_redis import (
     AsyncClient,
     ProcessRequest,
     ProcessWorker,
+    Settings,
     Task,
     TaskProcessingPlayground,
     TaskStatus,
+    TaskTimeoutError,
+    UnknownTaskError,
+    ValidationError,
+    Worker,
 )
 
 
@@ -73,3 +78,61 @@ async def test_playground_without_coordinator(prefix: str) -> None:
         assert (await active.add_and_execute_task(
             Task(name="t", processor="picky", input_data={"data": 1}))).success  # type: ignore[union-attr]
         assert active.client is not None and await active.client.coordinators_alive() == 0
+
+
+# --- a processor no worker serves (issue 27, item 2) ----------------------------------------
+
+
+async def test_a_processor_no_worker_serves_is_refused_with_nothing_written(
+        prefix: str) -> None:
+    """It waited forever: no timeout, no warning, though the playground knows its roles."""
+    playground = TaskProcessingPlayground(url="embedded://", prefix=prefix)
+    async with playground.play(workers=[Echo("a", role="echo")]) as active:
+        for typo, hint in [("ecoh", " (did you mean 'echo'?)"),
+                           ("Echo", " (did you mean 'echo'? roles are case-sensitive)"),
+                           ("other", "")]:
+            task = Task(name="t", processor=typo, input_data={"x": 1})
+            with pytest.raises(ValidationError) as info:
+                await asyncio.wait_for(active.add_and_execute_task(task), 5)
+            assert str(info.value) == (
+                f"no worker serves role {typo!r} (Task.processor): this playground's workers "
+                f"serve 'echo', and no live worker daemon serves it{hint}; nothing was "
+                "enqueued")
+            with pytest.raises(UnknownTaskError):
+                await active.client.get(task.id)  # type: ignore[union-attr]
+        with pytest.raises(ValidationError, match="no worker serves role 'ecoh'"):
+            await active.execute_task_group([Task(name="a", processor="echo"),
+                                             Task(name="b", processor="ecoh")])
+        assert active.task_manager.tasks == {}
+        assert [q.role for q in await active.client.queues()] == ["echo"]  # type: ignore[union-attr]
+
+
+async def test_a_role_an_outside_worker_serves_is_accepted(prefix: str) -> None:
+    outside = Worker([Echo("d", role="elsewhere")], settings=Settings(url="embedded://",
+                                                                     prefix=prefix))
+    running = asyncio.create_task(outside.run())
+    await outside.ready.wait()
+    try:
+        playground = TaskProcessingPlayground(url="embedded://", prefix=prefix)
+        async with playground.play(workers=[Echo("a", role="echo")]) as active:
+            result = await active.add_and_execute_task(
+                Task(name="t", processor="elsewhere", input_data={"x": 2}), timeout=5)
+            assert result is not None and result.output == {"x": 2}
+    finally:
+        outside.stop()
+        await running
+
+
+async def test_without_workers_of_its_own_it_warns_and_the_timeout_ends_the_wait(
+        prefix: str) -> None:
+    playground = TaskProcessingPlayground(url="embedded://", prefix=prefix)
+    async with playground.play() as active:
+        task = Task(name="t", processor="later", input_data={"x": 1})
+        with pytest.warns(RuntimeWarning, match="no live worker serves role 'later' yet: the "
+                                                "task waits until one starts"), \
+                pytest.raises(TaskTimeoutError):
+            await active.add_and_execute_task(task, timeout=0.2)
+        info = await active.client.get(task.id)  # type: ignore[union-attr]
+        assert info.status is TaskStatus.QUEUED               # still there for a daemon
+        with pytest.warns(RuntimeWarning), pytest.raises(TaskTimeoutError):
+            await active.execute_task_group([Task(name="g", processor="later")], timeout=0.2)
