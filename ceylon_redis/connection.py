@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import importlib.util
+import warnings
 from typing import TYPE_CHECKING, Any, cast
 
 import redis
@@ -17,6 +19,7 @@ from .cluster import (
     sync_cluster_client,
     wrap_execute,
 )
+from .errors import RedisConnectionError, ValidationError
 from .lane import Lane
 from .outages import MAX_CONNECTIONS, explained_at, explained_for, explanation_for
 from .sentinel import SentinelTarget, is_sentinel_url
@@ -26,6 +29,30 @@ if TYPE_CHECKING:
     from .settings import Settings
 
 _embedded_server: Any = None
+
+EMBEDDED_EXTRA = "pip install 'ceylon-redis[embedded]'"
+"""How to get the embedded Redis (fakeredis and lupa): an extra, not a dependency."""
+
+
+class EmbeddedRedisWarning(UserWarning):
+    """A playground given no URL found no Redis on localhost and runs on the embedded
+    in-process Redis: no other process can reach it, and it keeps nothing after this one.
+    Turn it into an error with ``warnings.simplefilter("error", EmbeddedRedisWarning)``."""
+
+
+def embedded_installed() -> bool:
+    """Whether the embedded Redis (fakeredis, the ``embedded`` extra) can be imported."""
+    return importlib.util.find_spec("fakeredis") is not None
+
+
+def _fakeredis() -> Any:
+    """The fakeredis module, or a ValidationError saying how to install it."""
+    try:
+        import fakeredis
+    except ImportError:
+        raise ValidationError(f"embedded:// needs the embedded Redis, which is not installed: "
+                              f"{EMBEDDED_EXTRA}") from None
+    return fakeredis
 
 
 class _Explaining:
@@ -133,11 +160,9 @@ def async_redis(url: str, *, timeout: float | None = None, **kwargs: Any) -> aio
     RedisTimeoutError / RedisConnectionError naming the URL. Without, only ``kwargs`` limit.
     """
     if url.startswith("embedded://"):
-        import fakeredis
-
-        return fakeredis.FakeAsyncRedis(
+        return cast(aioredis.Redis, _fakeredis().FakeAsyncRedis(
             server=embedded_server(), connection_pool_class=aioredis.BlockingConnectionPool,
-            max_connections=MAX_CONNECTIONS, **kwargs)
+            max_connections=MAX_CONNECTIONS, **kwargs))
     options = _pool_options(timeout, kwargs)
     client: Any
     client_class = aioredis.Redis if timeout is None else AsyncExplainingRedis
@@ -162,11 +187,9 @@ def sync_redis(url: str, *, timeout: float | None = None, **kwargs: Any) -> redi
     ``timeout``: as for async_redis.
     """
     if url.startswith("embedded://"):
-        import fakeredis
-
-        return fakeredis.FakeRedis(
+        return cast(redis.Redis, _fakeredis().FakeRedis(
             server=embedded_server(), connection_pool_class=redis.BlockingConnectionPool,
-            max_connections=MAX_CONNECTIONS, **kwargs)
+            max_connections=MAX_CONNECTIONS, **kwargs))
     options = _pool_options(timeout, kwargs)
     client: Any
     client_class = redis.Redis if timeout is None else ExplainingRedis
@@ -189,9 +212,7 @@ def embedded_server() -> Any:
     """The one in-process Redis (fakeredis) of this process, shared by every client of it."""
     global _embedded_server
     if _embedded_server is None:
-        import fakeredis
-
-        _embedded_server = fakeredis.FakeServer()
+        _embedded_server = _fakeredis().FakeServer()
     return _embedded_server
 
 
@@ -209,11 +230,13 @@ def redis_answers(url: str, timeout: float = 0.5) -> bool:
         return False
 
 
-def resolve_url(url: str | None, *, allow_embedded: bool) -> str:
+def resolve_url(url: str | None, *, allow_embedded: bool, announce: bool = True) -> str:
     """The URL to use: the one given, else the environment's, else localhost, else embedded.
 
-    Falls back to the embedded Redis only when no URL was given anywhere and
-    nothing answers on localhost, and says so in one log line.
+    Falls back to the embedded Redis only when no URL was given anywhere and nothing
+    answers on localhost; then, with ``announce``, warns (EmbeddedRedisWarning, at the
+    caller's caller: the line of user code that asked) and logs it. Without the embedded
+    extra installed, that is a RedisConnectionError saying how to get one or the other.
     """
     from .settings import DEFAULT_URL, url_from_env
 
@@ -222,6 +245,17 @@ def resolve_url(url: str | None, *, allow_embedded: bool) -> str:
         return chosen
     if not allow_embedded or redis_answers(DEFAULT_URL):
         return DEFAULT_URL
-    logger.warning("no Redis at {}; running on an embedded in-process Redis (fakeredis)",
-                   redact_url(DEFAULT_URL))
+    where = redact_url(DEFAULT_URL)
+    if not embedded_installed():
+        raise RedisConnectionError(
+            f"no Redis answers at {where} and no URL is set (url=, CEYLON_REDIS_URL, "
+            f"REDIS_URL); start one (docker run -p 6379:6379 redis:7), or run on the "
+            f"embedded in-process Redis: {EMBEDDED_EXTRA}")
+    if announce:
+        warnings.warn(f"no Redis answers at {where} and no URL is set (url=, CEYLON_REDIS_URL, "
+                      "REDIS_URL): running on the embedded in-process Redis (fakeredis), "
+                      "which no other process can reach and which keeps nothing",
+                      EmbeddedRedisWarning, stacklevel=4)
+        logger.warning("no Redis at {}; running on an embedded in-process Redis (fakeredis)",
+                       where)
     return "embedded://"

@@ -11,7 +11,8 @@ The tutorial's code runs with only its imports changed::
 coordinator keeping statistics (``coordinator=False`` to leave that to a
 daemon; ``await playground.client.stats()`` reads them), against Redis:
 the URL given, else CEYLON_REDIS_URL / REDIS_URL, else localhost:6379, else an
-embedded in-process Redis. ``port`` is accepted for compatibility and only
+embedded in-process Redis (the ``embedded`` extra), with an EmbeddedRedisWarning.
+``port`` is accepted for compatibility and only
 shown in logs: the playground listens on no port, Redis is the meeting point.
 """
 

@@ -91,11 +91,18 @@ def coordinator(metrics_port: int | None, url: str | None, prefix: str | None) -
 @click.option("--scale", type=click.FloatRange(0, 10), default=0.2, show_default=True,
               help="Multiply the example's sleeps by this.")
 @click.option("--url", envvar=["CEYLON_REDIS_URL", "REDIS_URL"], default=None,
-              help="Redis URL (default: localhost, else an embedded Redis).")
+              help="Redis URL [env CEYLON_REDIS_URL, REDIS_URL; default: localhost if a Redis "
+                   "answers there, else an embedded one (pip install "
+                   "'ceylon-redis[embedded]')].")
+@click.option("--prefix", default="ceylon-demo", show_default=True,
+              help="Key namespace of the demo (not CEYLON_REDIS_PREFIX: never your own).")
 @friendly_errors
-def demo(scale: float, url: str | None) -> None:
-    """Run the skill-level example of Ceylon's tutorial and print each result."""
+def demo(scale: float, url: str | None, prefix: str) -> None:
+    """Run the skill-level example of Ceylon's tutorial and print each result.
+
+    On a real Redis, every key it leaves expires in a day.
+    """
     from ..demo import run_demo
 
-    ok = asyncio.run(run_demo(scale=scale, url=url))
+    ok = asyncio.run(run_demo(scale=scale, url=url, prefix=prefix))
     sys.exit(0 if ok else 1)
