@@ -14,6 +14,7 @@ from typing import Any
 from .codec import encode
 from .errors import EncodeError, Retry, ValidationError
 from .keys import check_name
+from .models import TaskResult, TaskStatus
 from .process import ProcessRequest, ProcessWorker, TaskContext, _current
 from .threads import Call, ThreadRunner
 
@@ -90,9 +91,14 @@ class Handler:
 
 
 def _request(ctx: TaskContext, data: Any) -> ProcessRequest:
+    """As Ceylon's: ``dependency_data`` maps each completed prerequisite to its TaskResult
+    (Ceylon's tutorial adds up ``d.output``); TaskContext's maps to the bare output."""
     inner = data.get("data") if isinstance(data, dict) else None
+    deps = {tid: TaskResult(success=True, output=output, task_id=tid,
+                            status=TaskStatus.COMPLETED)
+            for tid, output in ctx.dependency_data.items()}
     return ProcessRequest(task_type=ctx.role, data=inner, input_data=data,
-                          dependency_data=ctx.dependency_data or None,
+                          dependency_data=deps or None,
                           failed_dependencies=ctx.failed_dependencies or None, task_id=ctx.id,
                           task_name=ctx.name, attempt=ctx.attempt)
 

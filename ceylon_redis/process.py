@@ -15,8 +15,8 @@ class ProcessRequest:
 
     ``data`` is ``input_data['data']`` (None when absent); ``input_data`` is the
     whole payload; ``dependency_data`` maps each completed prerequisite's id to
-    its output; ``failed_dependencies`` maps each failed run-anyway prerequisite
-    to its error.
+    its TaskResult (``.output``), as Ceylon's does; ``failed_dependencies`` maps each
+    failed run-anyway prerequisite to its error.
     """
 
     task_type: str

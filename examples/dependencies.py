@@ -2,8 +2,8 @@
 
 Two "worker" tasks produce values; a third task, for the "aggregator" role,
 depends on both. It is held back (WAITING) until both have completed, and its
-processor then finds their outputs in ``request.dependency_data``, a dict from
-each prerequisite's id to its output.
+processor then finds their results in ``request.dependency_data``, a dict from
+each prerequisite's id to its TaskResult (``.output``), as in Ceylon.
 
     python examples/dependencies.py
 """
@@ -39,7 +39,8 @@ class AggregatorWorker(ProcessWorker):
         super().__init__(name=name, role="aggregator")
 
     async def _processor(self, request: ProcessRequest, time: int) -> tuple[bool, dict]:
-        inputs = request.dependency_data or {}  # prerequisite id -> its output
+        results = request.dependency_data or {}  # prerequisite id -> its TaskResult
+        inputs = {tid: result.output for tid, result in results.items()}
         total = sum(output["value"] for output in inputs.values())
         return True, {"sum": total, "inputs": inputs, "worker": self.name}
 

@@ -20,8 +20,8 @@ SCALE = float(os.environ.get("CEYLON_EXAMPLE_TIME_SCALE", "1"))
 
 def previous_output(request: ProcessRequest):
     """The output of the one stage this stage depends on (None for the first stage)."""
-    outputs = list((request.dependency_data or {}).values())
-    return outputs[0] if outputs else None
+    results = list((request.dependency_data or {}).values())  # TaskResults, as in Ceylon
+    return results[0].output if results else None
 
 
 class PrepStage(ProcessWorker):

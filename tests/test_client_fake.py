@@ -22,6 +22,7 @@ from ceylon_redis import (
     Settings,
     TaskDef,
     TaskExistsError,
+    TaskResult,
     TaskStatus,
     TaskTimeoutError,
     UnknownTaskError,
@@ -385,7 +386,7 @@ class Summer(ProcessWorker):
     async def _processor(self, request: ProcessRequest, time: int) -> Any:
         self.requests.append(request)
         deps = request.dependency_data or {}
-        return sum(deps.values()) + (request.data or 0)
+        return sum(r.output for r in deps.values()) + (request.data or 0)
 
 
 async def test_process_worker_gets_dependency_data(client: AsyncClient, run_worker: Any) -> None:
@@ -400,7 +401,9 @@ async def test_process_worker_gets_dependency_data(client: AsyncClient, run_work
         results = await client.wait_many(ids, timeout=5)
     assert [r.output for r in results] == [1, 2, 13]
     by_id = {r.task_id: r for r in pw.requests}
-    assert by_id["total"].dependency_data == {"one": 1, "two": 2}
+    assert by_id["total"].dependency_data == {  # TaskResults, as Ceylon's ProcessRequest has
+        "one": TaskResult(success=True, output=1, task_id="one", status=TaskStatus.COMPLETED),
+        "two": TaskResult(success=True, output=2, task_id="two", status=TaskStatus.COMPLETED)}
     assert by_id["one"].dependency_data is None
     assert by_id["total"].data == 10
     assert by_id["total"].input_data == {"data": 10, "extra": True}

@@ -136,3 +136,36 @@ async def test_without_workers_of_its_own_it_warns_and_the_timeout_ends_the_wait
         assert info.status is TaskStatus.QUEUED               # still there for a daemon
         with pytest.warns(RuntimeWarning), pytest.raises(TaskTimeoutError):
             await active.execute_task_group([Task(name="g", processor="later")], timeout=0.2)
+
+
+class TextProcessor(ProcessWorker):
+    """Ceylon's tutorial, as it is written there ("Worker with Dependencies")."""
+
+    async def _processor(self, request: ProcessRequest, time: int) -> object:
+        data = request.data
+        return data * 5
+
+
+class AggregateProcessor(ProcessWorker):
+    async def _processor(self, request: ProcessRequest, time: int) -> object:
+        data = request.data or 0
+        for d in request.dependency_data.values():  # type: ignore[union-attr]
+            data += d.output
+        return data
+
+
+async def test_ceylons_tutorial_reads_dependency_data_as_task_results(prefix: str) -> None:
+    """Ceylon's dependency_data maps ids to TaskResult (its tutorial adds up d.output); ours
+    mapped them to the bare output, so the tutorial's code failed (AttributeError)."""
+    playground = TaskProcessingPlayground(url="embedded://", prefix=prefix)
+    workers = [TextProcessor("text_worker", role="multiply"),
+               AggregateProcessor("aggregate_worker", role="aggregate")]
+    async with playground.play(workers=workers) as active:
+        task1 = Task(name="Process Data 1", processor="multiply", input_data={"data": 5})
+        task2 = Task(name="Process Data 2", processor="multiply", input_data={"data": 10})
+        task3 = Task(name="Process Data 3", processor="aggregate",
+                     dependencies={task1.id, task2.id})
+        results = await active.execute_task_group([task1, task2, task3], timeout=10)
+    assert results[task3.id].error is None
+    assert (results[task1.id].output, results[task2.id].output) == (25, 50)
+    assert results[task3.id].output == 75
