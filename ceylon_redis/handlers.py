@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import importlib
 import inspect
+import os
 import time
 import traceback
 from collections.abc import Callable
@@ -169,7 +170,13 @@ def load_object(spec: str) -> Any:
     try:
         target: Any = importlib.import_module(module_name)
     except ImportError as exc:
-        raise ValidationError(f"cannot import module {module_name!r}: {exc}") from exc
+        where = ""
+        if isinstance(exc, ModuleNotFoundError) and exc.name and (
+                module_name == exc.name or module_name.startswith(exc.name + ".")):
+            where = (f" (modules are imported from the current directory, {os.getcwd()}, and "
+                     "PYTHONPATH: run the worker where the module is, or add its directory "
+                     "to PYTHONPATH)")  # the target itself is missing, not one of its imports
+        raise ValidationError(f"cannot import module {module_name!r}: {exc}{where}") from exc
     for part in attr.split("."):
         try:
             target = getattr(target, part)
