@@ -110,6 +110,12 @@ class WorkerInfo(BaseModel):
     started_at: dt.datetime | None = None
     heartbeat_at: dt.datetime | None = None
     alive: bool = True
+    """Its heartbeat is fresher than ``worker_timeout``: not yet presumed dead."""
+    heartbeat_age: float | None = None
+    """Seconds since its last heartbeat, on Redis's clock."""
+    late: bool = False
+    """Alive, but without a heartbeat for more than two ``heartbeat_interval``s: it may have
+    died (say, kill -9). At ``worker_timeout`` it is presumed dead and its tasks go back."""
 
 
 class QueueInfo(BaseModel):

@@ -382,14 +382,23 @@ def last_delivered(groups: Any) -> str:
 
 
 def parse_worker(worker_id: str, raw: Mapping[bytes, bytes], heartbeat_ms: float,
-                 alive: bool) -> WorkerInfo:
+                 now_ms: float, settings: Settings) -> WorkerInfo:
+    """A WorkerInfo from its hash and heartbeat score, judged on Redis's clock ``now_ms``."""
     f = {_text(k): _text(v) for k, v in raw.items()}
+    age = max(0.0, (now_ms - heartbeat_ms) / 1000)
+    alive = age <= settings.worker_timeout
     return WorkerInfo(
         id=worker_id, roles=f.get("roles", "").split(), host=f.get("host", ""),
-        pid=int(f.get("pid") or 0), concurrency=int(f.get("concurrency") or 0),
+        pid=_count(f.get("pid")), concurrency=_count(f.get("concurrency")),
         started_at=_time(f.get("started_at")),
         heartbeat_at=dt.datetime.fromtimestamp(heartbeat_ms / 1000, tz=dt.timezone.utc),
-        alive=alive)
+        alive=alive, heartbeat_age=round(age, 3),
+        late=alive and age > 2 * settings.heartbeat_interval)
+
+
+def _count(value: str | None) -> int:
+    """A whole number field of a registration (0 when absent or edited into nonsense)."""
+    return int(value) if value and value.isdigit() else 0
 
 
 def parse_graph(graph_id: str, raw: Mapping[bytes, bytes]) -> GraphInfo:

@@ -162,13 +162,13 @@ def test_queues_json_and_text(env: dict[str, str], client: Client) -> None:
     assert data == {"queues": [
         {"role": "q1", "waiting": 0, "scheduled": 0, "ready": 2, "running": 0, "consumers": 0,
          "workers_alive": 0, "schedules": 0, "dead": 0}], "coordinators_alive": 0,
-        "dead_letters": 0}
+        "dead_letters": 0, "workers_late": []}
 
     client.enqueue("q1", 3, depends_on=client.enqueue_many("q1", [4]))
     text = invoke(env, "queues").stdout
     assert re.search(r"^q1\s+1\s+0\s+3\s+0\s+0\s+0\s+0\s+[\d.]+m?s\s+0$", text, re.MULTILINE), text
     assert "3 tasks wait for role 'q1', and no worker of it is alive" in text
-    assert "no coordinator alive" in text and "1 waiting tasks" in text
+    assert "no coordinator alive" in text and "1 waiting task is released" in text
 
 
 def test_workers_lists_a_running_daemon(
@@ -178,7 +178,7 @@ def test_workers_lists_a_running_daemon(
     proc = cli(env, "workers")
     assert proc.returncode == 0, proc.stderr
     (row,) = proc.stdout.strip().splitlines()[1:]
-    wid, role, _host, pid, state = row.split()
+    wid, role, _host, pid, _last_beat, state = row.split()
     assert wid.startswith("echo-") and (role, pid, state) == ("listed", str(d.proc.pid), "alive")
 
     (w,) = json.loads(invoke(env, "workers", "--json").stdout)

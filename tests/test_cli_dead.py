@@ -48,7 +48,7 @@ def test_a_failing_task_is_retried_dead_lettered_and_retried_from_the_cli(
     assert "t1 is told to fail" in shown and re.search(r"^attempts:\s+3$", shown, re.MULTILINE)
 
     sync_redis.delete(fail_key)
-    assert ok(env, "dead", "retry", "t1").strip() == "retried 1 tasks"
+    assert ok(env, "dead", "retry", "t1").strip() == "retried 1 task"
     with Client(redis_url, prefix) as client:
         assert client.wait("t1", timeout=20).output == {"task": "t1", "attempt": 1}
     assert int(sync_redis.get(runs_key(prefix, "t1")) or 0) == 4

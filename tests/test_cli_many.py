@@ -136,5 +136,5 @@ def test_state_changing_commands_print_json(
 
     out = json.loads(invoke(env, "dead", "retry", "nope", "--json").stdout)
     assert out["retried"] == 0 and "nope" in out["skipped"]
-    out = json.loads(invoke(env, "dead", "purge", "--all", "--json").stdout)
+    out = json.loads(invoke(env, "dead", "purge", "--all", "--yes", "--json").stdout)
     assert out == {"purged": 0}

@@ -18,7 +18,7 @@ import redis
 from pydantic import BaseModel
 
 from ..codec import Record
-from ..errors import CeylonRedisError, RedisConnectionError, RedisTimeoutError
+from ..errors import CeylonRedisError, RedisConnectionError, RedisTimeoutError, did_you_mean
 from ..metrics import MetricsServer, serve
 from ..settings import Settings, redact_url
 
@@ -88,6 +88,18 @@ def jsonable(value: Any) -> Any:
     if value is None or isinstance(value, (str, int, float, bool)):
         return value
     return str(value)
+
+
+def plural(n: int, one: str, many: str | None = None) -> str:
+    """``1 task``, ``2 tasks``: a count and its noun, agreeing."""
+    return f"{n} {one if n == 1 else (many or one + 's')}"
+
+
+def unknown_role(role: str, known: list[str]) -> click.UsageError:
+    """The usage error for a role this namespace has never seen, naming the closest one."""
+    return click.UsageError(f"no role {role!r} in this namespace"
+                            f"{did_you_mean(role, known)}; roles: "
+                            f"{', '.join(known) if known else 'none yet'}")
 
 
 def dumps(value: Any, indent: int | None = None) -> str:

@@ -6,7 +6,7 @@ import click
 
 from ..client import Client
 from ..models import DeadLetter
-from .common import connection_options, emit, friendly_errors
+from .common import connection_options, emit, friendly_errors, plural
 
 
 def _line(d: DeadLetter) -> str:
@@ -66,7 +66,7 @@ def retry(task_ids: tuple[str, ...], every: bool, as_json: bool, url: str | None
     with Client(url, prefix) as client:
         report = client.retry_dead(None if every else list(task_ids))
     emit(as_json, lambda: {"retried": report.retried, "skipped": report.skipped},
-         lambda: f"retried {report.retried} tasks")
+         lambda: f"retried {plural(report.retried, 'task')}")
     if not as_json:
         for tid, why in report.skipped.items():
             click.echo(f"skipped {tid}: {why}", err=True)
@@ -74,15 +74,20 @@ def retry(task_ids: tuple[str, ...], every: bool, as_json: bool, url: str | None
 
 @dead.command()
 @click.argument("ids", nargs=-1)
-@click.option("--all", "every", is_flag=True, help="Purge every dead letter.")
+@click.option("--all", "every", is_flag=True, help="Purge every dead letter (asks first).")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask first.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @connection_options
 @friendly_errors
-def purge(ids: tuple[str, ...], every: bool, as_json: bool, url: str | None,
+def purge(ids: tuple[str, ...], every: bool, yes: bool, as_json: bool, url: str | None,
           prefix: str | None) -> None:
     """Forget dead letters (by task id or entry id); task hashes expire with their TTL."""
     if bool(ids) == every:
         raise click.UsageError("give task or entry ids, or --all")
     with Client(url, prefix) as client:
+        if every and not yes:
+            total = sum(client.dead_letter_counts().values())
+            click.confirm(f"Forget all {plural(total, 'dead letter')}? They cannot be "
+                          "retried afterwards.", abort=True)
         n = client.purge_dead(None if every else list(ids))
-    emit(as_json, lambda: {"purged": n}, lambda: f"purged {n} dead letters")
+    emit(as_json, lambda: {"purged": n}, lambda: f"purged {plural(n, 'dead letter')}")

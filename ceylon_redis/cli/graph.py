@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from ..client import Client
-from .common import connection_options, emit, friendly_errors
+from .common import connection_options, emit, friendly_errors, plural
 
 
 @click.command()
@@ -25,9 +25,9 @@ def graph(graph_id: str, show_tasks: bool, do_cancel: bool, do_retry: bool, as_j
         if do_cancel or do_retry:
             handle.info()  # an unknown graph: one error line, nothing done
         if do_cancel:
-            click.echo(f"cancelled {handle.cancel()} tasks", err=True)
+            click.echo(f"cancelled {plural(handle.cancel(), 'task')}", err=True)
         if do_retry:
-            click.echo(f"retrying {handle.retry_failed()} tasks", err=True)
+            click.echo(f"retrying {plural(handle.retry_failed(), 'task')}", err=True)
         info = handle.info()
         tasks = handle.tasks()
 

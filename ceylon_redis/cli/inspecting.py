@@ -2,41 +2,61 @@
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Callable
 from typing import Any
 
 import click
 
 from ..client import Client
-from ..models import RoleStats, Stats
-from .common import connection_options, dumps, emit, friendly_errors
+from ..models import QueueInfo, RoleStats, Stats
+from .common import connection_options, dumps, emit, friendly_errors, plural, unknown_role
 
 
 @click.command()
+@click.option("--all", "show_all", is_flag=True,
+              help="Also list idle roles (nothing queued or dead, no consumer, no schedule).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @connection_options
 @friendly_errors
-def queues(as_json: bool, url: str | None, prefix: str | None) -> None:
+def queues(show_all: bool, as_json: bool, url: str | None, prefix: str | None) -> None:
     """Per role: waiting, ready and running tasks, consumers and live workers."""
     with Client(url, prefix) as client:
         rows = client.queues()
         coordinators = client.coordinators_alive()
         dead = client.dead_letter_counts()
+        registered = client.workers()
+        timeout = client.settings.worker_timeout
+    late = [w for w in registered if w.late]
+
+    def idle(q: QueueInfo) -> bool:
+        return not (q.waiting or q.scheduled or q.ready or q.running or q.consumers
+                    or q.workers_alive or q.schedules or dead.get(q.role))
 
     def text() -> str:
         if not rows:
             return "no queues yet"
+        shown = [q for q in rows if show_all or not idle(q)]
+        served = sorted({r for w in registered if w.alive for r in w.roles})
         out = [f"{'ROLE':<20} {'WAITING':>8} {'SCHEDULED':>9} {'READY':>8} {'RUNNING':>8} "
                f"{'DEAD':>6} {'CONSUMERS':>10} {'ALIVE':>6} {'OLDEST READY':>12} "
                f"{'PERIODIC':>8}"]
-        for q in rows:
+        for q in shown:
             out.append(f"{q.role:<20} {q.waiting:>8} {q.scheduled:>9} {q.ready:>8} "
                        f"{q.running:>8} {dead.get(q.role, 0):>6} {q.consumers:>10} "
                        f"{q.workers_alive:>6} {_seconds(q.oldest_ready_age):>12} "
                        f"{q.schedules:>8}")
             if q.ready and not q.workers_alive:
-                out.append(f"  ! {q.ready} tasks wait for role {q.role!r}, and no worker of it "
-                           "is alive")
+                out.append(f"  ! {plural(q.ready, 'task')} {'waits' if q.ready == 1 else 'wait'}"
+                           f" for role {q.role!r}, and no worker of it is alive"
+                           f"{_served_nearby(q.role, served)}")
+        for w in late:
+            out.append(f"! worker {w.id} ({' '.join(w.roles)}): no heartbeat for "
+                       f"{w.heartbeat_age:.1f} s, it may have died; at {timeout:g} s it is "
+                       "presumed dead and its running tasks go back to their queues")
+        hidden = [q.role for q in rows if q not in shown]
+        if hidden:
+            out.append(f"idle roles not shown: {', '.join(hidden)} (--all shows them)")
         if dead:
             out.append(f"dead letters: {sum(dead.values())} (ceylon-redis dead list)")
         if coordinators:
@@ -44,15 +64,30 @@ def queues(as_json: bool, url: str | None, prefix: str | None) -> None:
         else:
             waiting = sum(q.waiting for q in rows)
             out.append(f"! no coordinator alive: statistics are not being kept "
-                       f"(run `ceylon-redis coordinator`). {waiting} waiting tasks are "
-                       "released by the workers as their prerequisites finish.")
+                       f"(run `ceylon-redis coordinator`). {plural(waiting, 'waiting task')} "
+                       f"{'is' if waiting == 1 else 'are'} released by the workers as their "
+                       "prerequisites finish.")
             if any(q.schedules for q in rows):
                 out.append("! and periodic schedules do not tick: coordinators fire them")
         return "\n".join(out)
 
     emit(as_json, lambda: {"queues": [{**dict(q), "dead": dead.get(q.role, 0)} for q in rows],
                            "coordinators_alive": coordinators,
-                           "dead_letters": sum(dead.values())}, text)
+                           "dead_letters": sum(dead.values()),
+                           "workers_late": [{"id": w.id, "roles": w.roles,
+                                             "heartbeat_age": w.heartbeat_age} for w in late]},
+         text)
+
+
+def _served_nearby(role: str, served: list[str]) -> str:
+    """A hint naming a live worker's role close to ``role``: the tasks may have been sent,
+    or the worker started, under a misspelt name (a case difference most of all)."""
+    others = [r for r in served if r != role]
+    same = [r for r in others if r.lower() == role.lower()]
+    if same:
+        return f" (a live worker serves {same[0]!r}: roles are case-sensitive)"
+    close = difflib.get_close_matches(role, others, n=1, cutoff=0.75)
+    return f" (a live worker serves {close[0]!r})" if close else ""
 
 
 @click.command()
@@ -60,17 +95,27 @@ def queues(as_json: bool, url: str | None, prefix: str | None) -> None:
 @connection_options
 @friendly_errors
 def workers(as_json: bool, url: str | None, prefix: str | None) -> None:
-    """Registered workers and whether their heartbeat is fresh."""
+    """Registered workers, how old their last heartbeat is, and whether they are alive."""
     with Client(url, prefix) as client:
         rows = client.workers()
+        timeout = client.settings.worker_timeout
 
     def text() -> str:
         if not rows:
             return "no workers registered"
-        out = [f"{'WORKER':<48} {'ROLES':<16} {'HOST':<16} {'PID':>7}  STATE"]
+        out = [f"{'WORKER':<48} {'ROLES':<16} {'HOST':<16} {'PID':>7} {'LAST BEAT':>9}  STATE"]
         for w in rows:
-            out.append(f"{w.id:<48} {' '.join(w.roles):<16} {w.host:<16} {w.pid:>7}  "
-                       f"{'alive' if w.alive else 'no heartbeat'}")
+            state = "late" if w.late else "alive" if w.alive else "no heartbeat"
+            out.append(f"{w.id:<48} {' '.join(w.roles):<16} {w.host:<16} {w.pid:>7} "
+                       f"{_seconds(w.heartbeat_age):>9}  {state}")
+        for w in rows:
+            if w.late:
+                out.append(f"! {w.id}: no heartbeat for {w.heartbeat_age:.1f} s, it may have "
+                           f"died; at {timeout:g} s it is presumed dead and its running tasks "
+                           "go back to their queues")
+            elif not w.alive:
+                out.append(f"! {w.id}: presumed dead (no heartbeat for {w.heartbeat_age:.1f} "
+                           "s); the next reap, by any live worker, gives back its tasks")
         return "\n".join(out)
 
     emit(as_json, lambda: [dict(w) for w in rows], text)
@@ -128,6 +173,11 @@ def stats(role: str | None, watch_every: float | None, as_json: bool, url: str |
     minute; --json has the whole last hour.
     """
     with Client(url, prefix) as client:
+        if role is not None:  # a typo printed zeros
+            known = [q.role for q in client.queues()]
+            if role not in known:
+                raise unknown_role(role, known)
+
         def show() -> None:
             st = client.stats(role)
             if watch_every is not None and not as_json:

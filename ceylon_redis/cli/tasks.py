@@ -6,7 +6,7 @@ import click
 
 from ..client import Client
 from ..codec import Undecodable
-from .common import connection_options, dumps, emit, friendly_errors
+from .common import connection_options, dumps, emit, friendly_errors, plural, unknown_role
 
 
 @click.command()
@@ -85,12 +85,13 @@ def purge(role: str, yes: bool, reason: str, as_json: bool, url: str | None,
           prefix: str | None) -> None:
     """Cancel every task of ROLE that has not started (ready, scheduled, waiting)."""
     with Client(url, prefix) as client:
-        q = next((q for q in client.queues() if q.role == role), None)
+        rows = client.queues()
+        q = next((q for q in rows if q.role == role), None)
         if q is None:
-            raise click.UsageError(f"no role {role!r} in this namespace")
+            raise unknown_role(role, [r.role for r in rows])
         if not yes:
             click.confirm(f"Cancel {q.ready} ready, {q.scheduled} scheduled and {q.waiting} "
                           f"waiting tasks of role {role!r}?", abort=True)
         n = client.purge(role, reason)
     emit(as_json, lambda: {"role": role, "cancelled": n},
-         lambda: f"cancelled {n} tasks of role {role!r}")
+         lambda: f"cancelled {plural(n, 'task')} of role {role!r}")

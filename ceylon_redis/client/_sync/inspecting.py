@@ -69,13 +69,13 @@ class Inspecting(ClientBase):
         return stats_from(self.settings, self.parts, roles, replies, queues, now)
 
     def workers(self) -> list[WorkerInfo]:
-        """Registered workers, with whether their heartbeat is fresh."""
+        """Registered workers: how old their heartbeat is, and whether they are alive (or
+        late: silent for over two heartbeat intervals, maybe dead)."""
         now_ms = redis_ms(self.scripts.clock(keys=[self.keys.base]))
         entries = self.redis.zrange(self.keys.workers, 0, -1, withscores=True)
         with self.redis.pipeline(transaction=False) as pipe:
             for wid, _ in entries:
                 pipe.hgetall(self.keys.worker(wid.decode()))
             infos = pipe.execute()
-        limit = self.settings.worker_timeout * 1000
-        return [parse_worker(wid.decode(), info, score, now_ms - score <= limit)
+        return [parse_worker(wid.decode(), info, score, now_ms, self.settings)
                 for (wid, score), info in zip(entries, infos)]
