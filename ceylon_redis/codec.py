@@ -37,6 +37,7 @@ stack; its packer goes one level further, which then would not decode)."""
 MAX_NESTED_OBJECTS = 100
 """Most levels of dataclasses, models, sets and timedeltas one value may nest."""
 _INT_RANGE = "-2**63 to 2**64-1"
+_SCALARS = frozenset({int, float, str, bytes, bool, type(None)})
 _nesting = threading.local()
 """How many ext values (dataclass, set, ...) the current thread is encoding inside another."""
 
@@ -222,6 +223,8 @@ def encode(value: Any, what: str = "data") -> bytes:
             f"({exc}); use dicts, lists, str, bytes, numbers, bool, None, datetime, UUID, "
             "Decimal, sets, dataclasses or pydantic models"
         ) from None
+    if type(value) in _SCALARS:  # no dict inside: nothing to check
+        return payload
     try:
         _check_keys(payload)
     except msgpack.StackError:
@@ -257,7 +260,8 @@ def _check_keys(payload: bytes) -> None:
     """TypeError when decode would meet a dict key it cannot hash (a tuple arrives as a
     list), StackError when it nests deeper than decode goes; msgpack's C unpacker finds
     both, at about the cost of packing."""
-    msgpack.unpackb(payload, ext_hook=_key_hook, raw=False, strict_map_key=False)
+    # raw: strings stay bytes, as hashable as str and a third of the cost to unpack
+    msgpack.unpackb(payload, ext_hook=_key_hook, raw=True, strict_map_key=False)
 
 
 def _find_bad_key(value: Any, path: str, depth: int = 0) -> tuple[str, Any] | None:
