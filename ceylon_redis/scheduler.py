@@ -43,23 +43,13 @@ async def fire_due_ticks(scripts: Scripts, keys: Keys, who: str = "scheduler",
     seconds until the next tick, 0 if more are due now, or -1)."""
     reply = await scripts.schedules_due(keys=[keys.base], args=[TICK_BATCH])
     now, until = int(reply[0]), int(reply[1])
+    work = [tuple(v.decode() if isinstance(v, bytes) else str(v) for v in reply[i:i + 7])
+            for i in range(2, len(reply), 7)]
+    # croniter walks in Python: off the event loop, which also beats the heartbeat.
+    planned = await asyncio.to_thread(_plan_ticks, work, now, who) if work else []
     args: list[Any] = []
     count = 0
-    for i in range(2, len(reply), 7):
-        sid, score, version, cron, tz, every, missed = (
-            v.decode() if isinstance(v, bytes) else str(v) for v in reply[i:i + 7])
-        read_at = int(float(score))
-        try:
-            timing = Timing(cron=cron, tz=tz or "UTC", every_ms=int(every or 0),
-                            missed="all" if missed == "all" else "skip")
-            ticks, next_ms, skipped = due_ticks(timing, read_at, now)
-        except Exception as exc:  # a definition edited by hand: say so, look again later
-            logger.error("{}: schedule {} cannot be read ({}); retrying in {} s", who, sid,
-                         exc, BROKEN_RETRY_MS // 1000)
-            ticks, next_ms, skipped = [], now + BROKEN_RETRY_MS, 0
-        if skipped:
-            logger.info("{}: schedule {}: {} missed ticks skipped (missed={})", who, sid,
-                        skipped, timing.missed)
+    for sid, score, version, ticks, next_ms, skipped in planned:
         args += [sid, score, version, next_ms, skipped, len(ticks), *ticks]
         count += 1
         if until != 0:
@@ -70,6 +60,26 @@ async def fire_due_ticks(scripts: Scripts, keys: Keys, who: str = "scheduler",
         if enqueued:
             logger.debug("{}: {} ticks enqueued", who, enqueued)
     return int(enqueued), until / 1000 if until >= 0 else -1.0
+
+
+def _plan_ticks(work: list[tuple[str, ...]], now: int, who: str) -> list[tuple[Any, ...]]:
+    """Per due schedule (id, score, version, cron, tz, every, missed): the ticks to enqueue,
+    the next tick and how many were skipped."""
+    out: list[tuple[Any, ...]] = []
+    for sid, score, version, cron, tz, every, missed in work:
+        try:
+            timing = Timing(cron=cron, tz=tz or "UTC", every_ms=int(every or 0),
+                            missed="all" if missed == "all" else "skip")
+            ticks, next_ms, skipped = due_ticks(timing, int(float(score)), now)
+        except Exception as exc:  # a definition edited by hand: say so, look again later
+            logger.error("{}: schedule {} cannot be read ({}); retrying in {} s", who, sid,
+                         exc, BROKEN_RETRY_MS // 1000)
+            ticks, next_ms, skipped = [], now + BROKEN_RETRY_MS, 0
+        if skipped:
+            logger.info("{}: schedule {}: {} missed ticks skipped (missed={})", who, sid,
+                        skipped, missed or "skip")
+        out.append((sid, score, version, ticks, next_ms, skipped))
+    return out
 
 
 async def run_scheduler(scripts: Scripts, keys: Keys, settings: Settings,
@@ -90,10 +100,14 @@ async def run_scheduler(scripts: Scripts, keys: Keys, settings: Settings,
             pause = settings.schedule_poll if until_next < 0 else min(settings.schedule_poll,
                                                                      until_next)
         except Exception as exc:
-            if not is_outage(exc):
-                raise
-            logger.warning("{}: could not promote scheduled tasks ({}); retrying in {:.1f} s",
-                           who, exc, backoff)
+            # Not only outages: a loop that died here would stop this partition's retries
+            # and ticks without a word, as nothing awaits it before the stop.
+            if is_outage(exc):
+                logger.warning("{}: could not promote scheduled tasks or fire ticks ({}); "
+                               "retrying in {:.1f} s", who, exc, backoff)
+            else:
+                logger.opt(exception=exc).error("{}: promoting or ticking failed; retrying "
+                                                "in {:.1f} s", who, backoff)
             pause, backoff = backoff, min(backoff * 2, 5.0)
         try:
             await asyncio.wait_for(stopping.wait(), timeout=max(pause, 0.005))

@@ -35,11 +35,11 @@ CATCH_UP_LIMIT = 100
 """Most missed ticks ``missed="all"`` runs; older ones are skipped (and counted)."""
 MIN_EVERY = 0.1
 """Shortest interval, in seconds: schedulers look at least every ``schedule_poll``."""
+MAX_EVERY = 315_360_000
+"""Longest interval, in seconds (ten years): its ticks stay dates Python can show."""
 TASK_OPTIONS = ("name", "max_attempts", "result_ttl", "backoff", "timeout")
 """What a schedule's task may set; dependencies, delays and ids come from the schedule."""
 _UTC = dt.timezone.utc
-_MAX_WALK = 100_000
-"""Missed cron ticks counted one by one before a scheduler gives up and goes on from now."""
 
 
 @dataclass(frozen=True)
@@ -107,9 +107,9 @@ def make_schedule(settings: Settings, schedule_id: str, role: str, data: Any = N
             raise ValidationError("tz= applies to cron schedules only")
         seconds = every.total_seconds() if isinstance(every, dt.timedelta) else every
         if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) \
-                or not seconds >= MIN_EVERY:
-            raise ValidationError(f"every must be a number of seconds of at least {MIN_EVERY}, "
-                                  f"not {every!r}")
+                or not MIN_EVERY <= seconds <= MAX_EVERY:
+            raise ValidationError(f"every must be a number of seconds from {MIN_EVERY} to "
+                                  f"{MAX_EVERY:,} (ten years), not {every!r}")
         timing = Timing(every_ms=round(seconds * 1000), missed=missed)  # type: ignore[arg-type]
         return ScheduleDef(schedule_id, spec, timing)
     assert cron is not None
@@ -191,15 +191,26 @@ def due_ticks(sched: Timing, next_ms: int, now_ms: int) -> tuple[list[int], int,
         kept = min(n, keep)
         return ([last - i * sched.every_ms for i in reversed(range(kept))],
                 last + sched.every_ms, n - kept)
-    due: collections.deque[int] = collections.deque(maxlen=keep)
-    walked, tick = 0, next_ms
-    while tick <= now_ms:
-        due.append(tick)
-        walked += 1
-        if walked == _MAX_WALK:  # down for ages on a fast cron: go on from now
-            return [], cron_next(sched.cron, sched.tz, now_ms), walked
-        tick = sched.next_tick(tick)
-    return list(due), tick, walked - len(due)
+    # Walk the cron ticks back from now over a span that grows until it holds the ticks to
+    # keep, so that a fast cron after a long outage costs as much as a short one.
+    span = 60_000
+    while True:
+        start = max(next_ms, now_ms - span)
+        due: collections.deque[int] = collections.deque(maxlen=keep)
+        walked, tick = 0, start
+        if start > next_ms:
+            tick = sched.next_tick(start - 1)
+        while tick <= now_ms:
+            due.append(tick)
+            walked += 1
+            tick = sched.next_tick(tick)
+        if len(due) == keep or start == next_ms:
+            break
+        span *= 16
+    # Missed ticks before the span walked are estimated at the rate seen within it.
+    before = max(1, round((start - next_ms) * (walked - 1) / max(1, now_ms - start))) \
+        if start > next_ms else 0
+    return list(due), tick, walked - len(due) + before
 
 
 def tick_task_id(schedule_id: str, tick_ms: int) -> str:

@@ -74,6 +74,8 @@ def _ticks(expr: str, start: int, n: int, tz: str = NY) -> list[str]:
     ({"every": 0}, "every must be a number of seconds"),
     ({"every": -5}, "every must be a number of seconds"),
     ({"every": "10"}, "every must be a number of seconds"),
+    ({"every": float("inf")}, "every must be a number of seconds"),
+    ({"every": 1e12}, "every must be a number of seconds from 0.1 to 315,360,000"),
     ({"every": 10, "tz": "Europe/Paris"}, "tz= applies to cron schedules only"),
     ({"every": 10, "missed": "some"}, "missed must be 'skip' or 'all'"),
     ({"every": 10, "depends_on": ["x"]}, "not depends_on"),
@@ -382,3 +384,32 @@ def test_queues_and_stats_show_what_schedules_feed_each_role(
     assert "periodic schedules feed: pings (1), reports (2)" in stats
     client.remove_schedule("beat")
     assert {q.role: q.schedules for q in client.queues()} == {"reports": 2}
+
+
+def test_a_fast_cron_after_a_long_outage_costs_what_a_short_one_does() -> None:
+    every_second = Timing(cron="* * * * * *", tz="UTC")
+    began = time.perf_counter()
+    ticks, next_ms, skipped = due_ticks(every_second, 0, 86_400_000)  # a day down
+    assert time.perf_counter() - began < 2  # the walk from the start took ~7 s
+    assert ticks == [86_400_000] and next_ms == 86_401_000
+    assert 86_000 <= skipped <= 86_400
+    catch_up = Timing(cron="* * * * * *", tz="UTC", missed="all")
+    ticks, _, _ = due_ticks(catch_up, 0, 86_400_000)
+    assert ticks == list(range(86_400_000 - 99_000, 86_400_001, 1000))
+
+
+async def test_a_schedule_edited_by_hand_does_not_stop_the_ticks(
+        fake_async: fakeredis.FakeAsyncRedis) -> None:
+    client = AsyncClient(prefix="sched", redis=fake_async)
+    await client.add_schedule("good", "work", every=0.1)
+    await client.add_schedule("no-data", "work", every=0.1)
+    await client.add_schedule("gone", "work", every=0.1)
+    await fake_async.hdel("{sched}:schedule:no-data", "data", "ttl")
+    await fake_async.delete("{sched}:schedule:gone")
+    await fake_async.zadd("{sched}:schedules", {"good": 1000, "no-data": 1000, "gone": 1000})
+    scripts, keys = Scripts.register(fake_async), Keys("sched")
+    enqueued, _ = await fire_due_ticks(scripts, keys)
+    assert enqueued == 2
+    task_id = (await client.schedule("no-data")).last_task_id
+    assert task_id and (await client.get(task_id)).status.value == "QUEUED"
+    assert await fake_async.zscore("{sched}:schedules", "gone") is None

@@ -25,19 +25,23 @@ for _ = 1, tonumber(ARGV[1]) do
   local s = redis.call('HMGET', skey, 'version', 'role', 'name', 'data', 'max_attempts', 'ttl',
                        'backoff', 'timeout')
   local score = redis.call('ZSCORE', zkey, id)
-  if s[1] == version and score and tonumber(score) == tonumber(read_tick) then
+  if not s[1] then  -- no version: its hash deleted or edited by hand, it ticks no more
+    redis.call('ZREM', zkey, id)
+  elseif s[1] == version and s[2] and score and tonumber(score) == tonumber(read_tick) then
     claimed = claimed + 1
     local role, last = s[2], nil
     for _, tick in ipairs(ticks) do
       local tid = id .. '.' .. tick
       local hkey = task_key(base, tid)
       if redis.call('EXISTS', hkey) == 0 then
-        local fields = {'role', role, 'data', s[4], 'name', s[3] ~= '' and s[3] or id,
-                        'schedule', id, 'tick', tick}
-        if s[5] ~= '' then fields[#fields + 1] = 'max_attempts'; fields[#fields + 1] = s[5] end
-        if s[6] ~= '86400' then fields[#fields + 1] = 'ttl'; fields[#fields + 1] = s[6] end
-        if s[7] ~= '' then fields[#fields + 1] = 'backoff'; fields[#fields + 1] = s[7] end
-        if s[8] ~= '' then fields[#fields + 1] = 'timeout'; fields[#fields + 1] = s[8] end
+        -- A field missing (a hash edited by hand) leaves the task the workers' default.
+        local fields = {'role', role, 'data', s[4] or '', 'name', s[3] or '', 'schedule', id,
+                        'tick', tick}
+        if fields[6] == '' then fields[6] = id end
+        if s[5] and s[5] ~= '' then fields[#fields + 1] = 'max_attempts'; fields[#fields + 1] = s[5] end
+        if s[6] and s[6] ~= '86400' then fields[#fields + 1] = 'ttl'; fields[#fields + 1] = s[6] end
+        if s[7] and s[7] ~= '' then fields[#fields + 1] = 'backoff'; fields[#fields + 1] = s[7] end
+        if s[8] and s[8] ~= '' then fields[#fields + 1] = 'timeout'; fields[#fields + 1] = s[8] end
         local entry = redis.call('XADD', stream_key(base, role), '*', 'id', tid)
         fields[#fields + 1] = 'status'; fields[#fields + 1] = 'QUEUED'
         fields[#fields + 1] = 'entry'; fields[#fields + 1] = entry
