@@ -14,10 +14,9 @@ import re
 import sys
 from pathlib import Path
 
-PACKAGE = "client"
 ROOT = Path(__file__).resolve().parent.parent
-SOURCE = ROOT / "ceylon_redis" / PACKAGE / "_async"
-TARGET = ROOT / "ceylon_redis" / PACKAGE / "_sync"
+SOURCE = ROOT / "ceylon_redis" / "client" / "_async"
+TARGET = ROOT / "ceylon_redis" / "client" / "_sync"
 
 SUBS = [
     # Docstrings that name the flavour.

@@ -213,11 +213,6 @@ def due_ticks(sched: Timing, next_ms: int, now_ms: int) -> tuple[list[int], int,
     return list(due), tick, walked - len(due) + before
 
 
-def tick_task_id(schedule_id: str, tick_ms: int) -> str:
-    """The id of the task a tick enqueues: a second claim of the same tick finds it."""
-    return f"{schedule_id}.{tick_ms}"
-
-
 class ScheduleInfo(BaseModel):
     """A schedule as ``schedules()`` and ``ceylon-redis schedule list`` show it."""
 
