@@ -758,3 +758,15 @@ def test_heartbeat_gives_back_entries_its_worker_no_longer_runs(env: Env) -> Non
     assert env.pending("w1") == [taken["t1"][0]]  # the in-flight one is kept
     assert env.h("t1")["status"] == "RUNNING"
     assert set(env.take("w2")) == {"t2"}
+
+
+def test_start_again_after_a_lost_reply_returns_the_same_attempt(env: Env) -> None:
+    # The worker retries a start whose reply a dropped connection lost; the first one ran.
+    env.enqueue({"id": "t1", "data": 7})
+    pairs = env.read("c1")
+    first = env.start("c1", pairs)
+    again = env.start("c1", pairs)
+    assert again == first and first[0][:2] == [b"t1", 1]
+    assert env.h("t1")["attempt"] == "1" and env.h("t1")["status"] == "RUNNING"
+    assert env.pending("c1") == [pairs[0][0]]  # still pending: its finish can land
+    assert env.start("c2", pairs)[0][1] == 0  # another consumer still may not

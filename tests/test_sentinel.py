@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from ceylon_redis import Client, ReplicationError, Settings, TaskStatus
+from ceylon_redis import Client, ReplicationError, Settings, TaskStatus, TaskTimeoutError
 from tests.conftest import ROOT, Daemon
 from tests.redis_server import RedisServer, SentinelSet
 from tests.test_integration import FAST_REAP, run_counts, wait_until
@@ -40,6 +40,28 @@ def test_daemons_and_producers_follow_a_failover(tmp_path: Path, own_redis: Redi
         _run(topology, own_redis, own_daemons)
     finally:
         topology.stop()
+
+
+def _explain_stuck(client: Client, task_ids: list[str], daemons: list[Daemon]) -> None:
+    """What a stuck task's hash, its stream entry and the daemons' logs say of it."""
+    r = client.redis
+    stuck = [t for t in task_ids
+             if r.hget(client.keys.task(t), "status") not in (b"COMPLETED", b"FAILED")]
+    for tid in stuck[:5]:
+        fields = r.hgetall(client.keys.task(tid))
+        print(f"stuck {tid}: {fields!r}")
+        stream = client.keys.stream(ROLE)
+        entry = fields.get(b"entry")
+        if entry:
+            print("  entry:", r.xrange(stream, entry, entry))
+            print("  pending:", r.xpending_range(stream, "workers", entry, entry, 1))
+        print("  group:", r.xinfo_groups(stream))
+        for d in daemons:
+            for line in d.output().splitlines():
+                if tid in line:
+                    print("  log:", line[:300])
+    for d in daemons:
+        print("daemon log tail:", "\n".join(d.output().splitlines()[-30:]))
 
 
 def _run(topology: SentinelSet, ledger: RedisServer, daemons: list[Daemon]) -> None:
@@ -93,7 +115,11 @@ def _run(topology: SentinelSet, ledger: RedisServer, daemons: list[Daemon]) -> N
     assert not producer.is_alive()
 
     with Client(settings=settings.with_(wait_replicas=0)) as client:
-        results = client.wait_many(accepted, timeout=60)
+        try:
+            results = client.wait_many(accepted, timeout=60)
+        except TaskTimeoutError as exc:
+            _explain_stuck(client, accepted, daemons)
+            raise
         assert [r.status for r in results] == [TaskStatus.COMPLETED] * len(accepted)
         assert [r.output["task"] for r in results] == accepted
         data = redis.Redis.from_url(ledger.url)

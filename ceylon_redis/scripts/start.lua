@@ -12,6 +12,9 @@
 --           (completed prerequisite, its output)}                      run it
 --          {task id, 0, reason}                                       skip it
 --          The failed prerequisites are those of run-anyway edges.
+-- Starting the same entries again (a retry after a lost reply) returns the same
+-- attempts: a task RUNNING under this consumer and entry is not started twice, and
+-- its entry is not dropped (that would strand it RUNNING with nothing pending).
 -- An entry whose task is gone, not QUEUED, or queued under another entry is
 -- acknowledged and deleted; a malformed one is also dead-lettered. A task whose
 -- hash was edited into nonsense (a status that is none, an attempt not a number)
@@ -33,6 +36,32 @@ local function drop(entry, tid, reason, dead)
                'at', now, 'entry', entry)
   end
   return {tid, 0, reason}
+end
+
+-- The run item of a started attempt: its fields, then its prerequisites' outcomes.
+local function started_item(base, hkey, tid, fields, attempt)
+  local item = {tid, attempt, fields[3] or '', fields[4] or '', fields[7] or '',
+                fields[10] or '', 0}
+  for dep in string.gmatch(fields[6] or '', '%S+') do
+    item[7] = item[7] + 1
+    table.insert(item, dep)
+    table.insert(item, redis.call('HGET', task_key(base, dep), 'error')
+                       or redis.call('HGET', hkey .. ':xout', '!' .. dep) or '')
+  end
+  for dep in string.gmatch(fields[5] or '', '%S+') do
+    local d = redis.call('HMGET', task_key(base, dep), 'status', 'output')
+    if not d[1] then  -- expired, or in another partition (its release left it here)
+      d[2] = redis.call('HGET', hkey .. ':xout', dep)
+      if not d[2] and redis.call('HEXISTS', hkey .. ':xout', '!' .. dep) == 1 then
+        d[1] = 'FAILED'
+      end
+    end
+    if d[1] == 'COMPLETED' or not d[1] then
+      table.insert(item, dep)
+      table.insert(item, d[2] or '')
+    end
+  end
+  return item
 end
 
 local entries, taking = {}, ARGV[3] == '>'
@@ -64,7 +93,8 @@ for i = 1, #entries, 2 do
   else
     local hkey = task_key(base, tid)
     local fields = redis.call('HMGET', hkey, 'status', 'entry', 'name', 'data', 'depends_on',
-                              'failed_deps', 'timeout', 'attempt', 'enqueued_at', 'tick')
+                              'failed_deps', 'timeout', 'attempt', 'enqueued_at', 'tick',
+                              'worker')
     local status = fields[1]
     if not status then
       table.insert(out, drop(entry, tid, 'entry names unknown task ' .. tid, true))
@@ -73,6 +103,11 @@ for i = 1, #entries, 2 do
       local why = corrupt_status(status)
       table.insert(out, drop(entry, tid, why, false))
       fail_corrupt(base, tid, why, '', '', now, 0)
+    elseif status == 'RUNNING' and fields[2] == entry and fields[11] == consumer
+           and not taking then
+      -- this very start again: a retry whose first reply was lost (a dropped connection,
+      -- a failover after the write reached the replica). The same attempt, run once.
+      table.insert(out, started_item(base, hkey, tid, fields, tonumber(fields[8])))
     elseif status ~= 'QUEUED' or fields[2] ~= entry then
       table.insert(out, drop(entry, tid, 'stale entry: task is ' .. status, false))
     elseif not tonumber(fields[8] or '0') then
@@ -87,28 +122,7 @@ for i = 1, #entries, 2 do
         redis.call('HSET', hkey, 'status', 'RUNNING', 'worker', consumer, 'started_at', now,
                    'enqueued_at', entry_time(entry))
       end
-      local item = {tid, attempt, fields[3] or '', fields[4] or '', fields[7] or '',
-                    fields[10] or '', 0}
-      for dep in string.gmatch(fields[6] or '', '%S+') do
-        item[7] = item[7] + 1
-        table.insert(item, dep)
-        table.insert(item, redis.call('HGET', task_key(base, dep), 'error')
-                           or redis.call('HGET', hkey .. ':xout', '!' .. dep) or '')
-      end
-      for dep in string.gmatch(fields[5] or '', '%S+') do
-        local d = redis.call('HMGET', task_key(base, dep), 'status', 'output')
-        if not d[1] then  -- expired, or in another partition (its release left it here)
-          d[2] = redis.call('HGET', hkey .. ':xout', dep)
-          if not d[2] and redis.call('HEXISTS', hkey .. ':xout', '!' .. dep) == 1 then
-            d[1] = 'FAILED'
-          end
-        end
-        if d[1] == 'COMPLETED' or not d[1] then
-          table.insert(item, dep)
-          table.insert(item, d[2] or '')
-        end
-      end
-      table.insert(out, item)
+      table.insert(out, started_item(base, hkey, tid, fields, attempt))
     end
   end
 end
