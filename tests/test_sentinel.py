@@ -117,7 +117,7 @@ def _run(topology: SentinelSet, ledger: RedisServer, daemons: list[Daemon]) -> N
     with Client(settings=settings.with_(wait_replicas=0)) as client:
         try:
             results = client.wait_many(accepted, timeout=60)
-        except TaskTimeoutError as exc:
+        except TaskTimeoutError:
             _explain_stuck(client, accepted, daemons)
             raise
         assert [r.status for r in results] == [TaskStatus.COMPLETED] * len(accepted)
