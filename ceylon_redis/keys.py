@@ -12,6 +12,8 @@ key                            type    written by           read by
 ``{P}:stream:<role>``          stream  enqueue, finish      worker (group)
 ``{P}:waiting:<role>``         set     enqueue, finish      ``queues``, stats
 ``{P}:scheduled:<role>``       zset    enqueue, finish      promote (scheduler)
+``{P}:priority:<role>``        zset    enqueue, finish      start (priorities)
+``{P}:bound:<role>``           hash    start                finish, requeue
 ``{P}:dead``                   stream  finish, start, reap  ``dead`` CLI, client
 ``{P}:roles``                  set     enqueue, worker      CLI ``queues``
 ``{P}:workers``                zset    worker heartbeat     recovery, CLI
@@ -126,6 +128,14 @@ class Keys:
 
     def scheduled(self, role: str) -> str:
         return f"{self.base}scheduled:{role}"
+
+    def priority(self, role: str) -> str:
+        """The role's prioritized QUEUED tasks, best first (common.lua has the layout)."""
+        return f"{self.base}priority:{role}"
+
+    def bound(self, role: str) -> str:
+        """Entry id -> the prioritized task it serves, while that task runs."""
+        return f"{self.base}bound:{role}"
 
     @property
     def dead(self) -> str:

@@ -66,6 +66,8 @@ class TaskInfo(BaseModel):
     """None: the worker's default (``Settings.max_attempts``) applies."""
     timeout: float | None = None
     """Seconds an attempt may run, if enqueued with its own limit."""
+    priority: int = 5
+    """0 to 9: a worker takes the highest waiting first."""
     due_at: dt.datetime | None = None
     """When a SCHEDULED task (or a delayed one still waiting) is due to run."""
     dead_letter: str | None = None

@@ -35,6 +35,18 @@ def new_task_id() -> str:
 
 
 SCRIPT_DEFAULT_TTL = 86400
+DEFAULT_PRIORITY = 5
+"""A task's priority unless told: the middle of 0 (last) to 9 (first); common.lua's too."""
+
+
+def check_priority(priority: int | None) -> int:
+    """``priority`` if it is an integer from 0 to 9 (None: the default), else ValidationError."""
+    if priority is None:
+        return DEFAULT_PRIORITY
+    if isinstance(priority, bool) or not isinstance(priority, int) or not 0 <= priority <= 9:
+        raise ValidationError(f"priority must be an integer from 0 (last) to 9 (first), "
+                              f"not {priority!r}")
+    return priority
 """Seconds the scripts keep a result whose task hash has no ``ttl`` (so it is not stored)."""
 
 
@@ -75,6 +87,8 @@ class TaskSpec:
     timeout_ms: int | None = None
     due: str = ""
     """When to run: '' as soon as ready, '+ms' from enqueue, or epoch ms (Redis's clock)."""
+    priority: int = DEFAULT_PRIORITY
+    """0 to 9, higher first (see ``check_priority``)."""
     linked: frozenset[str] = frozenset()
     """Prerequisites registered beforehand from another partition (link.lua)."""
 
@@ -86,7 +100,8 @@ class TaskSpec:
         """This task's two arguments to the enqueue script: its header lines, its data."""
         ttl = "" if self.ttl == SCRIPT_DEFAULT_TTL else self.ttl
         fields = [self.id, self.role, self.name, _opt(self.max_attempts), ttl, self.reply_to,
-                  _opt(self.backoff_ms), _opt(self.timeout_ms), self.due]
+                  _opt(self.backoff_ms), _opt(self.timeout_ms), self.due,
+                "" if self.priority == DEFAULT_PRIORITY else self.priority]
         for dep, policy in self.depends_on:
             fields += (dep, policy_code(policy, dep in self.linked))
         return ["\n".join(map(str, fields)), self.data]
@@ -153,7 +168,7 @@ def make_spec(settings: Settings, role: str, data: Any, *, name: str | None = No
               max_attempts: int | None = None, result_ttl: int | None = None,
               backoff: float | None = None, timeout: float | None = None,
               delay: float | dt.timedelta | None = None, at: dt.datetime | float | None = None,
-              what: str = "data") -> TaskSpec:
+              priority: int | None = None, what: str = "data") -> TaskSpec:
     """Validate and encode one task; raises ValidationError/EncodeError naming the problem."""
     check_name("role", role)
     tid = check_task_id(task_id) if task_id is not None else new_task_id()
@@ -174,7 +189,7 @@ def make_spec(settings: Settings, role: str, data: Any, *, name: str | None = No
                     max_attempts=max_attempts, ttl=result_ttl or settings.result_ttl,
                     backoff_ms=_seconds("backoff", backoff, positive=False),
                     timeout_ms=_seconds("timeout", timeout, positive=True),
-                    due=due_arg(delay, at))
+                    due=due_arg(delay, at), priority=check_priority(priority))
 
 
 def make_specs(settings: Settings, role: str, items: Iterable[Any],
@@ -209,7 +224,7 @@ def make_specs(settings: Settings, role: str, items: Iterable[Any],
         specs.append(TaskSpec(role=role, data=payload, id=tid, depends_on=first.depends_on,
                               max_attempts=first.max_attempts, ttl=first.ttl,
                               backoff_ms=first.backoff_ms, timeout_ms=first.timeout_ms,
-                              due=first.due))
+                              due=first.due, priority=first.priority))
     return specs
 
 
@@ -227,6 +242,8 @@ class TaskDef:
     """Policy of this task's edges that are plain ids (a Dep brings its own)."""
     backoff: float | None = None
     timeout: float | None = None
+    priority: int | None = None
+    """0 to 9, higher first; None: the default (5)."""
 
 
 def graph_specs(settings: Settings, tasks: Sequence[TaskDef]) -> list[TaskSpec]:
@@ -236,7 +253,7 @@ def graph_specs(settings: Settings, tasks: Sequence[TaskDef]) -> list[TaskSpec]:
     specs = [make_spec(settings, t.role, t.data, name=t.name, task_id=t.id,
                        depends_on=t.depends_on, max_attempts=t.max_attempts,
                        on_failure=t.on_failure, backoff=t.backoff, timeout=t.timeout,
-                       what=f"tasks[{i}].data")
+                       priority=t.priority, what=f"tasks[{i}].data")
              for i, t in enumerate(tasks)]
     check_acyclic({s.id: s.prerequisites for s in specs})
     return specs
@@ -310,6 +327,7 @@ def parse_task(task_id: str, raw: Mapping[bytes, bytes]) -> TaskInfo:
                 f"task {task_id} has an invalid {name} {_text(raw)!r} in Redis") from None
 
     timeout = number("timeout")
+    priority = number("priority")
 
     result = (result_from_fields(task_id, status.value, f.get("output"), error)
               if status.is_final else None)
@@ -317,6 +335,7 @@ def parse_task(task_id: str, raw: Mapping[bytes, bytes]) -> TaskInfo:
         id=task_id, role=_text(f.get("role", b"")), name=_text(f.get("name", b"")),
         status=status, attempt=number("attempt") or 0, max_attempts=number("max_attempts"),
         timeout=timeout / 1000 if timeout else None,
+        priority=DEFAULT_PRIORITY if priority is None else priority,
         due_at=_time(f.get("due_at")) if status is TaskStatus.SCHEDULED or (
             status is TaskStatus.WAITING) else None,
         dead_letter=_text(f["dead"]) if f.get("dead") else None,

@@ -26,7 +26,7 @@ from pydantic import BaseModel
 
 from .errors import ValidationError
 from .keys import check_name
-from .protocol import TaskSpec, make_spec
+from .protocol import DEFAULT_PRIORITY, TaskSpec, make_spec
 from .settings import Settings
 
 Missed = Literal["skip", "all"]
@@ -37,7 +37,7 @@ MIN_EVERY = 0.1
 """Shortest interval, in seconds: schedulers look at least every ``schedule_poll``."""
 MAX_EVERY = 315_360_000
 """Longest interval, in seconds (ten years): its ticks stay dates Python can show."""
-TASK_OPTIONS = ("name", "max_attempts", "result_ttl", "backoff", "timeout")
+TASK_OPTIONS = ("name", "max_attempts", "result_ttl", "backoff", "timeout", "priority")
 """What a schedule's task may set; dependencies, delays and ids come from the schedule."""
 _UTC = dt.timezone.utc
 
@@ -73,6 +73,8 @@ class ScheduleDef:
         s, t = self.spec, self.timing
         parts = [t.cron, t.tz, str(t.every_ms), t.missed, s.role, s.name,
                  str(s.max_attempts), str(s.ttl), str(s.backoff_ms), str(s.timeout_ms)]
+        if s.priority != DEFAULT_PRIORITY:  # so schedules made before priorities stay put
+            parts.append(str(s.priority))
         h = hashlib.sha1("\n".join(parts).encode(), usedforsecurity=False)
         h.update(s.data)
         return h.hexdigest()[:16]
@@ -83,7 +85,7 @@ class ScheduleDef:
         return ["role", s.role, "cron", t.cron, "tz", t.tz, "every", t.every_ms,
                 "missed", t.missed, "name", s.name, "max_attempts", _opt(s.max_attempts),
                 "ttl", s.ttl, "backoff", _opt(s.backoff_ms), "timeout", _opt(s.timeout_ms),
-                "data", s.data, "digest", self.digest]
+                "priority", s.priority, "data", s.data, "digest", self.digest]
 
 
 def make_schedule(settings: Settings, schedule_id: str, role: str, data: Any = None, *,
@@ -225,6 +227,7 @@ class ScheduleInfo(BaseModel):
     missed: Missed = "skip"
     paused: bool = False
     name: str = ""
+    priority: int = DEFAULT_PRIORITY
     next_run: dt.datetime | None = None
     """The next tick (None while paused)."""
     last_run: dt.datetime | None = None
@@ -256,7 +259,8 @@ def parse_schedule(schedule_id: str, raw: dict[bytes, bytes], next_ms: float | N
         id=schedule_id, role=f.get("role", ""), cron=f.get("cron") or None,
         tz=f.get("tz") or "UTC", every=every / 1000 if every else None,
         missed="all" if f.get("missed") == "all" else "skip", paused=f.get("paused") == "1",
-        name=f.get("name", ""), next_run=_utc(next_ms),
+        name=f.get("name", ""), priority=_int(f.get("priority"), DEFAULT_PRIORITY),
+        next_run=_utc(next_ms),
         last_run=_utc(float(last) if last else None),
         last_task_id=f.get("last_task") or None, ticks=int(f.get("ticks") or 0),
         skipped=int(f.get("skipped") or 0))
@@ -268,6 +272,10 @@ def _utc(ms: float | None) -> dt.datetime | None:
 
 def _ms(when: dt.datetime) -> int:
     return int(when.timestamp() * 1000)
+
+
+def _int(text: str | None, default: int) -> int:
+    return int(text) if text and text.isdigit() else default
 
 
 def _opt(value: int | None) -> int | str:

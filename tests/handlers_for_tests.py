@@ -102,6 +102,18 @@ async def make_point(data: Any) -> Any:
     return Point(int(data["x"]), int(data["y"]))
 
 
+def order_key(prefix: str) -> str:
+    """The tasks ``note_order`` ran, in the order they started (their data)."""
+    return "{" + prefix + "}:test:order"
+
+
+async def note_order(data: Any) -> Any:
+    """Appends the task's priority and id to one list per namespace: the order of starts."""
+    ctx = current_task()
+    await _aredis().rpush(_base() + "order", f"{data}:{ctx.id}")
+    return data
+
+
 async def record(data: Any) -> Any:
     """Counts each run of a task (INCR), notes who ran it, sleeps if asked, reports itself."""
     ctx = current_task()

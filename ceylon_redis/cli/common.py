@@ -25,6 +25,11 @@ from ..settings import Settings, redact_url
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+priority_option = click.option(
+    "--priority", type=click.IntRange(0, 9), default=None,
+    help="0 (last) to 9 (first), default 5: a worker takes the highest waiting first.")
+
+
 def connection_options(func: F) -> F:
     """--url and --prefix, each with its environment variable."""
     func = click.option("--prefix", envvar="CEYLON_REDIS_PREFIX", default=None,

@@ -12,7 +12,7 @@ import click
 from ..client import Client
 from ..errors import UnknownScheduleError
 from ..schedules import ScheduleInfo
-from .common import connection_options, dumps, emit, friendly_errors
+from .common import connection_options, dumps, emit, friendly_errors, priority_option
 
 
 @click.group()
@@ -40,13 +40,14 @@ def schedule() -> None:
               help="Seconds before a task's first retry, doubling (default: the worker's).")
 @click.option("--time-limit", type=click.FloatRange(0, min_open=True), default=None,
               help="Seconds an attempt may run (default: the worker's).")
+@priority_option
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @connection_options
 @friendly_errors
 def add(schedule_id: str, role: str, data: str | None, cron: str | None, tz: str,
         every: float | None, missed: str, name: str | None, max_attempts: int | None,
-        backoff: float | None, time_limit: float | None, as_json: bool, url: str | None,
-        prefix: str | None) -> None:
+        backoff: float | None, time_limit: float | None, priority: int | None, as_json: bool,
+        url: str | None, prefix: str | None) -> None:
     """Create or update schedule ID: a ROLE task with DATA (JSON) at each tick.
 
     Adding the same definition again changes nothing (safe at every deploy).
@@ -59,7 +60,8 @@ def add(schedule_id: str, role: str, data: str | None, cron: str | None, tz: str
         raise click.BadParameter(f"not JSON: {exc}", param_hint="DATA") from None
     options: dict[str, Any] = {k: v for k, v in (("name", name), ("max_attempts", max_attempts),
                                                  ("backoff", backoff),
-                                                 ("timeout", time_limit)) if v is not None}
+                                                 ("timeout", time_limit),
+                                                 ("priority", priority)) if v is not None}
     with Client(url, prefix) as client:
         info = client.add_schedule(schedule_id, role, payload, cron=cron, every=every, tz=tz,
                                    missed=missed, **options)

@@ -6,6 +6,7 @@ import click
 
 from ..client import Client
 from ..codec import Undecodable
+from ..protocol import DEFAULT_PRIORITY
 from .common import connection_options, dumps, emit, friendly_errors, plural, unknown_role
 
 
@@ -33,6 +34,8 @@ def task(task_id: str, as_json: bool, url: str | None, prefix: str | None) -> No
             lines.append(f"due:         {info.due_at}")
         if info.timeout:
             lines.append(f"time limit:  {info.timeout:g} s")
+        if info.priority != DEFAULT_PRIORITY:
+            lines.append(f"priority:    {info.priority}")
         if info.depends_on:
             lines.append(f"depends on:  {' '.join(info.depends_on)}")
         if info.queue_wait is not None:

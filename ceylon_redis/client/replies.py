@@ -150,18 +150,22 @@ def purge_reads(pipe: Any, keys: Keys, role: str) -> None:
     pipe.zrange(keys.scheduled(role), 0, -1)
     pipe.smembers(keys.waiting(role))
     pipe.xinfo_groups(keys.stream(role))
+    pipe.zrange(keys.priority(role), 0, -1)
 
 
 def purge_start(replies: list[Any]) -> tuple[list[str], str]:
-    """Ids of the scheduled and waiting tasks, and where the ready entries begin."""
+    """Ids of the scheduled, waiting and prioritized tasks, and where the ready entries
+    begin."""
     held = [m.decode() for m in [*_list(replies[0]), *(replies[1] or ())]]
+    held += [m.decode().rpartition(":")[2] for m in _list(replies[3])]
     start = last_delivered(_list(replies[2]))
     return held, start if start == "-" else "(" + start
 
 
 def ready_page(entries: list[Any]) -> list[str]:
-    """The task ids of a page of stream entries."""
-    return [f[b"id"].decode() for _, f in entries if f.get(b"id")]
+    """The task ids of a page of stream entries (a prioritized task's placeholder names
+    none: the priority zset does)."""
+    return [f[b"id"].decode() for _, f in entries if f.get(b"id") not in (None, b"", b"~")]
 
 
 def dead_by_role(total: int, rows: list[Any]) -> dict[str, int]:

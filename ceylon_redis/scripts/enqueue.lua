@@ -7,6 +7,7 @@
 --          id, role, name, max_attempts, ttl ('' for the default, 86400 s, which is
 --          then not stored), reply_to, backoff (first retry delay, ms), timeout (ms),
 --          due (when to run: '+ms' from now or absolute ms on Redis's clock),
+--          priority (0-9, higher first; '' for the default, 5),
 --          then one line per prerequisite and its policy, alternating
 --          (c = cancel this task if it fails, r = run anyway, i = ignore the edge;
 --          upper case C R I: the prerequisite lives in another partition, where
@@ -25,18 +26,22 @@ local OPTIONAL_FIELDS = {'max_attempts', 'reply_to', 'backoff', 'timeout'}
 local base, gid, gttl = KEYS[1], ARGV[1], ARGV[2]
 local n = tonumber(ARGV[3])
 local tasks, in_batch = {}, {}
--- The header's nine fixed lines, then the rest: '' or "\n<dep>\n<policy>..." pairs.
-local HEADER = '^' .. string.rep('([^\n]*)\n', 8) .. '([^\n]*)(.*)$'
+-- The header's ten fixed lines, then the rest: '' or "\n<dep>\n<policy>..." pairs.
+local HEADER = '^' .. string.rep('([^\n]*)\n', 9) .. '([^\n]*)(.*)$'
 for t = 1, n do
   local header = ARGV[2 + 2 * t]
-  local id, role, name, max_attempts, ttl, reply_to, backoff, timeout, due, edges =
+  local id, role, name, max_attempts, ttl, reply_to, backoff, timeout, due, priority, edges =
     string.match(header, HEADER)
   if not id or select(2, string.gsub(edges, '\n', '')) % 2 == 1 then
     return {'ERR', 'INVALID', 'task #' .. t .. ' has a malformed header'}
   end
+  if priority ~= '' and not string.match(priority, '^%d$') then
+    return {'ERR', 'INVALID', 'priority of task ' .. id .. ' must be 0 to 9, not ' .. priority}
+  end
   local task = {id = id, role = role, name = name, data = ARGV[3 + 2 * t],
                 max_attempts = max_attempts, ttl = ttl, reply_to = reply_to,
-                backoff = backoff, timeout = timeout, due = due}
+                backoff = backoff, timeout = timeout, due = due,
+                priority = tonumber(priority) or DEFAULT_PRIORITY}
   task.deps, task.policy = {}, {}
   for dep, policy in string.gmatch(edges, '\n([^\n]*)\n([^\n]*)') do
     local lower = string.lower(policy)
@@ -94,7 +99,7 @@ local queued, waiting = 0, 0
 if gid ~= '' then
   redis.call('HSET', graph_key(base, gid), 'total', n, 'created_at', now_str(), 'ttl', gttl)
 end
-local roles_seen = {}
+local roles_seen, ranked = {}, {}
 for _, task in ipairs(tasks) do
   local hkey = task_key(base, task.id)
   -- One HSET per task: its fields are gathered first (this is the hot path of enqueue_many).
@@ -131,8 +136,25 @@ for _, task in ipairs(tasks) do
   if not roles_seen[task.role] then
     roles_seen[task.role] = true
     redis.call('SADD', base .. 'roles', task.role)
+    ranked[task.role] = redis.call('EXISTS', priority_key(base, task.role)) == 1
   end
-  if #task.pending == 0 and not due_at then
+  if task.priority ~= DEFAULT_PRIORITY then
+    fields[#fields + 1] = 'priority'; fields[#fields + 1] = task.priority
+  end
+  if #task.pending == 0 and not due_at
+     and (ranked[task.role] or task.priority ~= DEFAULT_PRIORITY) then
+    -- Prioritized (common.lua): in the role's priority zset, a placeholder on its stream.
+    ranked[task.role] = true
+    if task.priority == DEFAULT_PRIORITY then
+      fields[#fields + 1] = 'priority'; fields[#fields + 1] = task.priority
+    end
+    fields[#fields + 1] = 'enqueued_at'; fields[#fields + 1] = now_str()
+    fields[#fields + 1] = 'status'; fields[#fields + 1] = 'QUEUED'
+    fields[#fields + 1] = 'rank'
+    fields[#fields + 1] = push_prioritized(base, task.id, task.role, task.priority)
+    redis.call('HSET', hkey, unpack(fields))
+    queued = queued + 1
+  elseif #task.pending == 0 and not due_at then
     -- Ready now: on the stream, and QUEUED, in the same HSET. Neither enqueued_at
     -- nor queued_at is stored: the entry id holds that time (start writes it down).
     -- This is the hot path of enqueue_many, and these tasks' hashes are most of

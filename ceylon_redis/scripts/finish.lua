@@ -46,12 +46,13 @@ for i = 9, #ARGV, 7 do
   local hkey = task_key(base, tid)
   local mine = #redis.call('XPENDING', stream, GROUP, entry, entry, 1, consumer) > 0
   local cur = redis.call('HMGET', hkey, 'status', 'attempt', 'worker', 'max_attempts', 'entry',
-                         'crashes', 'backoff')
+                         'crashes', 'backoff', 'priority')
   local current = cur[1] == 'RUNNING' and cur[5] == entry
   if mine and (not current or (cur[2] == attempt and cur[3] == consumer)) then
     -- Our delivery, and either this attempt's or one the task has moved on from.
     redis.call('XACK', stream, GROUP, entry)
     redis.call('XDEL', stream, entry)
+    if cur[8] then redis.call('HDEL', bound_key(base, role), entry) end
   end
   if cur[1] == 'CANCELLED' and cur[2] == attempt and cur[3] == consumer then
     -- cancelled while it ran: the outcome is dropped, as cancel promised

@@ -12,6 +12,9 @@
 --           (completed prerequisite, its output)}                      run it
 --          {task id, 0, reason}                                       skip it
 --          The failed prerequisites are those of run-anyway edges.
+-- While a role has prioritized tasks waiting (common.lua), an entry serves the best
+-- task waiting: its own, or a better one (recorded in {P}:bound:<role>); a
+-- placeholder whose task was cancelled is dropped quietly (reason '').
 -- Starting the same entries again (a retry after a lost reply) returns the same
 -- attempts: a task RUNNING under this consumer and entry is not started twice, and
 -- its entry is not dropped (that would strand it RUNNING with nothing pending).
@@ -82,12 +85,58 @@ else
   for i = 3, #ARGV do entries[i - 2] = ARGV[i] end
 end
 
+-- Priorities (common.lua): whether the role has tasks waiting in its priority zset,
+-- or entries serving a task other than the one they name.
+local pkey, bkey = priority_key(base, role), bound_key(base, role)
+local ranked = redis.call('EXISTS', pkey, bkey) > 0
+local waiting = ranked
+
+-- The task an entry serves, and whether it is not the one the entry names: a
+-- placeholder serves the best waiting prioritized task; a task's own entry serves a
+-- better one if one waits, and its own task then waits in the zset in its place, to
+-- be served by the placeholder that better one leaves. nil: a placeholder of a task
+-- that no longer waits (cancelled).
+local function serve(entry, tid)
+  if not ranked then return tid ~= PLACEHOLDER and tid or nil, false end
+  if not taking then  -- a start again after a lost reply: the entry is bound already
+    local bound = redis.call('HGET', bkey, entry)
+    if bound then return bound, false end
+  end
+  local top = waiting and redis.call('ZRANGE', pkey, 0, 0, 'WITHSCORES') or {}
+  if #top == 0 then
+    waiting = false
+    return tid ~= PLACEHOLDER and tid or nil, false
+  end
+  if tid ~= PLACEHOLDER then
+    local own_score, own_member = 9 - DEFAULT_PRIORITY, rank_member(entry, tid)
+    local score = tonumber(top[2])
+    if score > own_score or (score == own_score and top[1] > own_member) then
+      return tid, false
+    end
+    local hkey = task_key(base, tid)
+    local own = redis.call('HMGET', hkey, 'status', 'entry', 'enqueued_at')
+    if own[1] == 'QUEUED' and own[2] == entry then
+      redis.call('ZADD', pkey, own_score, own_member)
+      redis.call('HSET', hkey, 'priority', DEFAULT_PRIORITY, 'rank', own_member,
+                 'enqueued_at', own[3] or entry_time(entry))
+      redis.call('HDEL', hkey, 'entry')
+    end
+  end
+  redis.call('ZREM', pkey, top[1])
+  local best = ranked_task(top[1])
+  redis.call('HSET', task_key(base, best), 'entry', entry)
+  return best, true
+end
+
 for i = 1, #entries, 2 do
-  local entry, tid = entries[i], entries[i + 1]
+  local entry, tid, bound = entries[i], entries[i + 1], false
   if taking then table.insert(out, entry) end
   local owned = taking or #redis.call('XPENDING', stream, GROUP, entry, entry, 1, consumer) > 0
+  if owned and tid ~= '' then tid, bound = serve(entry, tid) end
   if not owned then
     table.insert(out, {tid, 0, 'entry ' .. entry .. ' is not pending for ' .. consumer})
+  elseif not tid then
+    table.insert(out, drop(entry, PLACEHOLDER, '', false))  -- quietly: nothing to say
   elseif tid == '' then
     table.insert(out, drop(entry, tid, 'malformed entry: no id field', true))
   else
@@ -116,6 +165,7 @@ for i = 1, #entries, 2 do
       fail_corrupt(base, tid, why, '', '', now, 0)
     else
       local attempt = redis.call('HINCRBY', hkey, 'attempt', 1)
+      if bound then redis.call('HSET', bkey, entry, tid) end
       if fields[9] then
         redis.call('HSET', hkey, 'status', 'RUNNING', 'worker', consumer, 'started_at', now)
       else  -- enqueued ready: its entry's id is when

@@ -23,7 +23,7 @@ for _ = 1, tonumber(ARGV[1]) do
   i = i + 6 + k
   local skey = base .. 'schedule:' .. id
   local s = redis.call('HMGET', skey, 'version', 'role', 'name', 'data', 'max_attempts', 'ttl',
-                       'backoff', 'timeout')
+                       'backoff', 'timeout', 'priority')
   local score = redis.call('ZSCORE', zkey, id)
   if not s[1] then  -- no version: its hash deleted or edited by hand, it ticks no more
     redis.call('ZREM', zkey, id)
@@ -42,10 +42,19 @@ for _ = 1, tonumber(ARGV[1]) do
         if s[6] and s[6] ~= '86400' then fields[#fields + 1] = 'ttl'; fields[#fields + 1] = s[6] end
         if s[7] and s[7] ~= '' then fields[#fields + 1] = 'backoff'; fields[#fields + 1] = s[7] end
         if s[8] and s[8] ~= '' then fields[#fields + 1] = 'timeout'; fields[#fields + 1] = s[8] end
-        local entry = redis.call('XADD', stream_key(base, role), '*', 'id', tid)
+        local priority = tonumber(s[9] or '') or DEFAULT_PRIORITY
         fields[#fields + 1] = 'status'; fields[#fields + 1] = 'QUEUED'
-        fields[#fields + 1] = 'entry'; fields[#fields + 1] = entry
-        redis.call('HSET', hkey, unpack(fields))
+        if prioritized(base, role, priority) then
+          fields[#fields + 1] = 'priority'; fields[#fields + 1] = priority
+          fields[#fields + 1] = 'enqueued_at'; fields[#fields + 1] = now_str()
+          fields[#fields + 1] = 'rank'
+          fields[#fields + 1] = push_prioritized(base, tid, role, priority)
+          redis.call('HSET', hkey, unpack(fields))
+        else
+          local entry = redis.call('XADD', stream_key(base, role), '*', 'id', tid)
+          fields[#fields + 1] = 'entry'; fields[#fields + 1] = entry
+          redis.call('HSET', hkey, unpack(fields))
+        end
         enqueued = enqueued + 1
       end
       last = tid

@@ -50,7 +50,9 @@ class Runner:
             started = parse_started(item)
             tid, attempt = started.task_id, started.attempt
             if attempt == 0:
-                logger.warning("worker {}: skipped entry {}: {}", c.id, entry, started.reason)
+                if started.reason:  # none: a placeholder of a prioritized task cancelled
+                    logger.warning("worker {}: skipped entry {}: {}", c.id, entry,
+                                   started.reason)
                 continue
             try:
                 deps = {k: decode(v) if v else None for k, v in (started.outputs or {}).items()}

@@ -26,7 +26,7 @@ class Schedules(ClientBase):
         Give ``cron`` (5 fields, or 6 with seconds first, on ``tz``'s wall clock) or
         ``every`` (seconds). ``missed``: after every coordinator was down, ``"skip"`` runs
         the latest missed tick once, ``"all"`` each (up to 100). ``task_options``: name,
-        max_attempts, result_ttl, backoff, timeout. Adding the same definition again
+        max_attempts, result_ttl, backoff, timeout, priority. Adding the same definition again
         changes nothing; a changed one starts from now and keeps its history.
         """
         sched = make_schedule(self.settings, schedule_id, role, data, cron=cron, every=every,

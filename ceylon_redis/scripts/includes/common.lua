@@ -53,25 +53,83 @@ local function waiting_key(base, role) return base .. 'waiting:' .. role end
 local function graph_key(base, gid) return base .. 'graph:' .. gid end
 local function scheduled_key(base, role) return base .. 'scheduled:' .. role end
 
+-- Priorities, 0 to 9, higher first. While no task of a role waits at another level
+-- than DEFAULT_PRIORITY, each queued task has a stream entry of its own (`id` = its id).
+-- Otherwise every newly queued task of the role waits in the role's priority zset
+-- (best first) and the stream gets a placeholder (`id` = PLACEHOLDER): whichever
+-- entry a worker reads serves the best waiting task (start.lua), and
+-- `{P}:bound:<role>` (entry -> task id) says which, for a reclaim.
+local DEFAULT_PRIORITY = 5
+local PLACEHOLDER = '~'
+local function priority_key(base, role) return base .. 'priority:' .. role end
+local function bound_key(base, role) return base .. 'bound:' .. role end
+
+-- A task's member of the priority zset, scored 9 - priority: the entry id that
+-- queued it, zero-padded so that members of one score sort first come, first
+-- served, then its id. The task hash keeps it (`rank`) for a cancel.
+local function rank_member(entry, id)
+  local ms, seq = string.match(entry, '^(%d+)-(%d+)$')
+  return string.format('%013d-%010d:', tonumber(ms), tonumber(seq)) .. id
+end
+
+local function ranked_task(member) return string.match(member, ':(.*)$') end
+
+-- Whether a task of `priority` queued now on `role` waits in the priority zset.
+local function prioritized(base, role, priority)
+  return priority ~= DEFAULT_PRIORITY or redis.call('EXISTS', priority_key(base, role)) == 1
+end
+
+-- Queue a task in the role's priority zset, with a placeholder on its stream;
+-- returns its member (`rank`).
+local function push_prioritized(base, id, role, priority)
+  local entry = redis.call('XADD', stream_key(base, role), '*', 'id', PLACEHOLDER)
+  local member = rank_member(entry, id)
+  redis.call('ZADD', priority_key(base, role), 9 - priority, member)
+  return member
+end
+
 -- "seconds.milliseconds" of a stream entry id ("<ms>-<seq>"): when it was added.
 local function entry_time(entry)
   local ms = tonumber(string.match(entry, '^(%d+)'))
   return string.format('%d.%03d', math.floor(ms / 1000), ms % 1000)
 end
 
+-- A prioritized task no longer waits (cancelled): delete a placeholder no worker has
+-- read yet, if one is among the stream's last 100 entries (else a worker drops it).
+local function drop_placeholder(base, role)
+  local stream = stream_key(base, role)
+  for _, e in ipairs(redis.call('XREVRANGE', stream, '+', '-', 'COUNT', 100)) do
+    if e[2][1] == 'id' and e[2][2] == PLACEHOLDER then
+      -- no group yet (no worker ever read the role): nothing was delivered
+      local ok, read = pcall(redis.call, 'XPENDING', stream, GROUP, e[1], e[1], 1)
+      if not ok or #read == 0 then
+        redis.call('XDEL', stream, e[1])
+        return
+      end
+    end
+  end
+end
+
 -- Put a task on its role stream (status QUEUED); returns the entry id.
 -- `was_waiting`: it leaves the role's set of WAITING tasks.
 -- A task enqueued ready has no enqueued_at: its first entry's id tells the time,
 -- so it is written down here, before that entry is replaced.
+-- A prioritized task (see above) has no entry of its own while QUEUED.
 local function push_ready(base, id, hkey, role, was_waiting)
-  local old = redis.call('HMGET', hkey, 'entry', 'enqueued_at')
+  local old = redis.call('HMGET', hkey, 'entry', 'enqueued_at', 'priority')
   if old[1] and not old[2] then
     redis.call('HSET', hkey, 'enqueued_at', entry_time(old[1]))
   end
-  local entry = redis.call('XADD', stream_key(base, role), '*', 'id', id)
-  redis.call('HSET', hkey, 'status', 'QUEUED', 'entry', entry, 'queued_at', now_str())
+  local priority = tonumber(old[3] or '') or DEFAULT_PRIORITY
+  if prioritized(base, role, priority) then
+    redis.call('HSET', hkey, 'status', 'QUEUED', 'queued_at', now_str(), 'priority', priority,
+               'rank', push_prioritized(base, id, role, priority))
+    if old[1] then redis.call('HDEL', hkey, 'entry') end
+  else
+    local entry = redis.call('XADD', stream_key(base, role), '*', 'id', id)
+    redis.call('HSET', hkey, 'status', 'QUEUED', 'entry', entry, 'queued_at', now_str())
+  end
   if was_waiting then redis.call('SREM', waiting_key(base, role), id) end
-  return entry
 end
 
 -- Park a task until its prerequisites settle (status WAITING).
@@ -241,7 +299,8 @@ local function finalize(base, id, status, output, err, now, ran)
     local tid, st, out, er = item[1], item[2], item[3], item[4]
     local hkey = task_key(base, tid)
     local f = redis.call('HMGET', hkey, 'role', 'ttl', 'graph', 'reply_to', 'queued_at',
-                         'started_at', 'attempt', 'status', 'enqueued_at', 'entry')
+                         'started_at', 'attempt', 'status', 'enqueued_at', 'entry',
+                         'priority', 'rank')
     local fields = {'status', st, 'finished_at', now, 'success', st == 'COMPLETED' and '1' or '0'}
     if not f[9] and f[10] then  -- never started, enqueued ready: keep when, as the entry goes
       f[9] = entry_time(f[10])
@@ -271,6 +330,9 @@ local function finalize(base, id, status, output, err, now, ran)
       redis.call('SREM', waiting_key(base, f[1] or ''), tid)
     elseif f[8] == 'SCHEDULED' then
       redis.call('ZREM', scheduled_key(base, f[1] or ''), tid)
+    elseif f[8] == 'QUEUED' and f[12] and not f[10] then
+      redis.call('ZREM', priority_key(base, f[1] or ''), f[12])
+      drop_placeholder(base, f[1] or '')
     elseif f[8] and not STATUSES[f[8]] then  -- edited by hand: it may be in either
       redis.call('SREM', waiting_key(base, f[1] or ''), tid)
       redis.call('ZREM', scheduled_key(base, f[1] or ''), tid)

@@ -18,10 +18,17 @@ local function requeue_entry(base, role, entry, reason, now, dead_ttl, unstarted
   local rows = redis.call('XRANGE', stream, entry, entry)
   redis.call('XACK', stream, GROUP, entry)
   redis.call('XDEL', stream, entry)
-  local tid
-  if #rows > 0 then
+  local bkey = bound_key(base, role)
+  local tid = redis.call('HGET', bkey, entry)  -- the task it served, not the one it names
+  if tid then
+    redis.call('HDEL', bkey, entry)
+  elseif #rows > 0 then
     local f = rows[1][2]
     for k = 1, #f, 2 do if f[k] == 'id' then tid = f[k + 1] end end
+  end
+  if tid == PLACEHOLDER then  -- taken, never started: it still stands for a waiting task
+    redis.call('XADD', stream, '*', 'id', PLACEHOLDER)
+    return 0, 0
   end
   if not tid then return 0, 0 end
   local hkey = task_key(base, tid)
