@@ -3,7 +3,8 @@
 A read reserves the consumer's share of the handler's slots while it is under way,
 so readers of several partitions never overcommit them. An idle consumer blocks in
 ``XREADGROUP``; one whose last read filled every slot it asked for takes (reads and
-starts in one script call) until a take comes back short.
+starts in one script call) until a take comes back short. After a read or start
+whose reply an outage lost, it adopts what Redis left pending for it.
 """
 
 from __future__ import annotations
@@ -55,6 +56,10 @@ class Reader:
         # read is a take (read and start in one call) until one comes back short.
         busy = False
         while not rt.stopping.is_set():
+            if c.adopt and not await self.adopt(c):
+                await self.wait_either(asyncio.sleep(backoff))
+                backoff = min(backoff * 2, 5.0)
+                continue
             free = c.slots.share()
             if free <= 0:
                 c.slots.slot_freed.clear()
@@ -84,6 +89,7 @@ class Reader:
                     continue
                 if not is_outage(exc):
                     raise
+                c.adopt = True  # the read may have been done, its reply lost
                 logger.warning("worker {}: Redis unreachable ({}); retrying in {:.1f} s",
                                c.id, exc, backoff)
                 await self.wait_either(asyncio.sleep(backoff))
@@ -135,7 +141,8 @@ class Reader:
                 logger.warning("worker {}: start failed ({}); retrying", c.id, exc)
                 await asyncio.sleep(0.5)
         else:
-            return  # the entries stay pending for us and are given back at exit or by the reaper
+            c.adopt = True  # the entries stay pending for us: adopted once Redis answers
+            return
         await self.launch(c, [e for e, _ in entries], items)
 
     async def take(self, c: Consumer, count: int) -> bool:
@@ -149,8 +156,38 @@ class Reader:
                 return False  # the blocking read makes the group again
             if not is_outage(exc):
                 raise
+            c.adopt = True  # the take may have been done, its reply lost
             logger.warning("worker {}: reading failed ({}); retrying", c.id, exc)
             return False
         if reply:
             await self.launch(c, reply[0::2], reply[1::2])
         return len(reply) // 2 >= count
+
+    async def adopt(self, c: Consumer) -> bool:
+        """Start the entries pending for this consumer that it does not know of (a read or
+        start whose reply an outage lost), as start.lua began them: a started attempt is
+        returned as it was, so it runs once, now, not after the heartbeat gives it back.
+        Whether Redis answered."""
+        stream = c.keys.stream(c.role)
+        try:
+            rows = await self.rt.redis.xpending_range(stream, GROUP, "-", "+", 1000,
+                                                      consumername=c.id)
+            known = set(c.inflight) | set(c.recording)
+            lost = [r["message_id"] for r in rows if r["message_id"].decode() not in known]
+            entries: list[Any] = []
+            if lost:
+                async with self.rt.redis.pipeline(transaction=False) as pipe:
+                    for entry in lost:
+                        pipe.xrange(stream, entry, entry)
+                    found = await pipe.execute()
+                entries = [page[0] for page in found if page]
+        except Exception as exc:
+            if not is_outage(exc):
+                raise
+            return False
+        c.adopt = False  # start() sets it again if this start is lost too
+        if lost and entries:
+            logger.info("worker {}: adopting {} entries an outage left pending for it", c.id,
+                        len(entries))
+            await self.start(c, entries)
+        return True

@@ -82,6 +82,9 @@ class Consumer:
     """Entry ids of prefetched attempts waiting for a permit: taken, not started."""
     unstarted: list[str] = field(default_factory=list)
     """Entry ids of prefetched attempts a stop cancelled before they started."""
+    adopt: bool = False
+    """A read or start failed on the way back (an outage): Redis may have done it, so
+    entries may be pending for this consumer that it does not know of (Reader.adopt)."""
 
     @property
     def concurrency(self) -> int:
