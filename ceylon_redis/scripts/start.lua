@@ -102,12 +102,20 @@ local function serve(entry, tid)
     local bound = redis.call('HGET', bkey, entry)
     if bound then return bound, false end
   end
+  if tid == PLACEHOLDER then
+    local top = waiting and redis.call('ZPOPMIN', pkey) or {}
+    if #top == 0 then
+      waiting = false
+      return nil, false
+    end
+    return ranked_task(top[1]), true
+  end
   local top = waiting and redis.call('ZRANGE', pkey, 0, 0, 'WITHSCORES') or {}
   if #top == 0 then
     waiting = false
-    return tid ~= PLACEHOLDER and tid or nil, false
+    return tid, false
   end
-  if tid ~= PLACEHOLDER then
+  do
     local own_score, own_member = 9 - DEFAULT_PRIORITY, rank_member(entry, tid)
     local score = tonumber(top[2])
     if score > own_score or (score == own_score and top[1] > own_member) then
@@ -123,9 +131,7 @@ local function serve(entry, tid)
     end
   end
   redis.call('ZREM', pkey, top[1])
-  local best = ranked_task(top[1])
-  redis.call('HSET', task_key(base, best), 'entry', entry)
-  return best, true
+  return ranked_task(top[1]), true
 end
 
 for i = 1, #entries, 2 do
@@ -157,7 +163,7 @@ for i = 1, #entries, 2 do
       -- this very start again: a retry whose first reply was lost (a dropped connection,
       -- a failover after the write reached the replica). The same attempt, run once.
       table.insert(out, started_item(base, hkey, tid, fields, tonumber(fields[8])))
-    elseif status ~= 'QUEUED' or fields[2] ~= entry then
+    elseif status ~= 'QUEUED' or (fields[2] ~= entry and not bound) then
       table.insert(out, drop(entry, tid, 'stale entry: task is ' .. status, false))
     elseif not tonumber(fields[8] or '0') then
       local why = 'task hash is corrupt: attempt is not a number'
@@ -165,8 +171,11 @@ for i = 1, #entries, 2 do
       fail_corrupt(base, tid, why, '', '', now, 0)
     else
       local attempt = redis.call('HINCRBY', hkey, 'attempt', 1)
-      if bound then redis.call('HSET', bkey, entry, tid) end
-      if fields[9] then
+      if bound then  -- it waited in the priority zset: it runs on this entry now
+        redis.call('HSET', bkey, entry, tid)
+        redis.call('HSET', hkey, 'status', 'RUNNING', 'worker', consumer, 'started_at', now,
+                   'entry', entry)
+      elseif fields[9] then
         redis.call('HSET', hkey, 'status', 'RUNNING', 'worker', consumer, 'started_at', now)
       else  -- enqueued ready: its entry's id is when
         redis.call('HSET', hkey, 'status', 'RUNNING', 'worker', consumer, 'started_at', now,

@@ -1,0 +1,117 @@
+"""``python -m benchmarks.flow``: what flow control costs the drain rate, in one run.
+
+One worker process drains ``--tasks`` no-op tasks (async handler, ``--concurrency``),
+enqueued before it starts, in each variant, the variants taking turns ``--repeat``
+times on a Redis of its own:
+
+- **none**: every task at the default priority (the layout without priorities);
+- **one level**: every task at priority 9 (all through the priority zset);
+- **mixed**: priorities 0-9, in batches of 10 (a placeholder served by the best).
+
+For each: the median drain rate (from the worker's registration to the last result),
+its ratio to **none**, and Redis's CPU and commands per task (INFO cpu and
+commandstats, inside scripts included). It reports; it asserts nothing about speed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from collections.abc import Callable
+from typing import Any
+
+import redis
+
+from benchmarks.redis_server import own_redis
+from benchmarks.throughput import ASYNC_HANDLER, WorkerProcess, delete_namespace
+from ceylon_redis import Client
+
+ROLE = "flow"
+Enqueue = Callable[[Client, int], list[str]]
+
+
+def _none(client: Client, n: int) -> list[str]:
+    return client.enqueue_many(ROLE, range(n))
+
+
+def _one_level(client: Client, n: int) -> list[str]:
+    return client.enqueue_many(ROLE, range(n), priority=9)
+
+
+def _mixed(client: Client, n: int) -> list[str]:
+    ids: list[str] = []
+    for b in range(0, n, 10):
+        ids += client.enqueue_many(ROLE, range(b, min(n, b + 10)), priority=(b // 10 * 7) % 10)
+    return ids
+
+
+VARIANTS: dict[str, Enqueue] = {"none": _none, "one level (9)": _one_level,
+                                "mixed (0-9)": _mixed}
+
+
+def _cpu(r: redis.Redis) -> float:
+    info: dict[str, Any] = r.info("cpu")
+    return float(info["used_cpu_sys"]) + float(info["used_cpu_user"])
+
+
+def _calls(r: redis.Redis) -> int:
+    stats: dict[str, Any] = r.info("commandstats")
+    return sum(v["calls"] for k, v in stats.items()
+               if k not in ("cmdstat_info", "cmdstat_config", "cmdstat_zcard"))
+
+
+def drain_once(url: str, enqueue: Enqueue, n: int, concurrency: int
+               ) -> tuple[float, float, float]:
+    """(tasks/s, Redis CPU us per task, Redis commands per task) of one drain."""
+    r = redis.Redis.from_url(url)
+    prefix = "bench-flow"
+    delete_namespace(r, prefix)
+    with Client(url, prefix) as client:
+        ids = enqueue(client, n)
+        r.config_resetstat()
+        cpu0 = _cpu(r)
+        worker = WorkerProcess(url, prefix, ASYNC_HANDLER, ROLE, concurrency,
+                               {"CEYLON_REDIS_LOG_LEVEL": "WARNING"})
+        try:
+            results = client.wait_many(ids, timeout=300)
+            done = time.perf_counter()
+            worker.wait_ready(5)
+        finally:
+            worker.stop()
+        cpu, calls = _cpu(r) - cpu0, _calls(r)
+    wrong = [x for i, x in enumerate(results) if not x.success or x.output != i]
+    if wrong:
+        raise SystemExit(f"{len(wrong)} wrong results; first {wrong[0]!r}")
+    began = worker.ready_at or worker.spawned_at
+    r.close()
+    return n / (done - began), cpu * 1e6 / n, calls / n
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tasks", type=int, default=20_000)
+    parser.add_argument("--concurrency", type=int, default=100)
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args(argv)
+    runs: dict[str, list[tuple[float, float, float]]] = {v: [] for v in VARIANTS}
+    with own_redis() as url:
+        for _ in range(args.repeat):
+            for name, enqueue in VARIANTS.items():
+                runs[name].append(drain_once(url, enqueue, args.tasks, args.concurrency))
+    base = statistics.median(r[0] for r in runs["none"])
+    print(f"{args.tasks:,} no-op tasks, 1 worker, concurrency {args.concurrency}, "
+          f"median of {args.repeat} (variants in turn)")
+    print(f"{'variant':<16} {'drain/s':>9} {'ratio':>6} {'Redis us/task':>14} "
+          f"{'cmds/task':>10}  runs")
+    for name, rows in runs.items():
+        rate = statistics.median(r[0] for r in rows)
+        print(f"{name:<16} {rate:>9,.0f} {rate / base:>6.2f} "
+              f"{statistics.median(r[1] for r in rows):>14.1f} "
+              f"{statistics.median(r[2] for r in rows):>10.2f}  "
+              + " ".join(f"{r[0]:,.0f}" for r in rows))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
