@@ -6,7 +6,9 @@ times on a Redis of its own:
 
 - **none**: every task at the default priority (the layout without priorities);
 - **one level**: every task at priority 9 (all through the priority zset);
-- **mixed**: priorities 0-9, in batches of 10 (a placeholder served by the best).
+- **mixed**: priorities 0-9, in batches of 10 (a placeholder served by the best);
+- **rate**: a rate limit of 1,000,000/s on the role (checked for every task, never binding);
+- **rate + slots**: that and a concurrency limit of 100,000 (a slot taken and given back).
 
 For each: the median drain rate (from the worker's registration to the last result),
 its ratio to **none**, and Redis's CPU and commands per task (INFO cpu and
@@ -46,8 +48,19 @@ def _mixed(client: Client, n: int) -> list[str]:
     return ids
 
 
+def _rate(client: Client, n: int) -> list[str]:
+    client.set_limit(ROLE, rate="1000000/s")
+    return client.enqueue_many(ROLE, range(n))
+
+
+def _rate_and_slots(client: Client, n: int) -> list[str]:
+    client.set_limit(ROLE, rate="1000000/s", concurrency=100_000)
+    return client.enqueue_many(ROLE, range(n))
+
+
 VARIANTS: dict[str, Enqueue] = {"none": _none, "one level (9)": _one_level,
-                                "mixed (0-9)": _mixed}
+                                "mixed (0-9)": _mixed, "rate (1M/s)": _rate,
+                                "rate + slots": _rate_and_slots}
 
 
 def _cpu(r: redis.Redis) -> float:

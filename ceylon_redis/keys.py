@@ -14,6 +14,13 @@ key                            type    written by           read by
 ``{P}:scheduled:<role>``       zset    enqueue, finish      promote (scheduler)
 ``{P}:priority:<role>``        zset    enqueue, finish      start (priorities)
 ``{P}:bound:<role>``           hash    start                finish, requeue
+``{P}:limit:<role>``           hash    limit                start (limits)
+``{P}:limits``                 set     limit                ``limit list``
+``{P}:bucket:<scope>``         string  start                start (rates)
+``{P}:running:<scope>``        set     start                start, finish, requeue
+``{P}:blocked:<scope>``        list    start                finish, requeue, limit
+``{P}:blocking:<role>``        set     start                limit
+``{P}:held``                   hash    start, finish        ``queues``, ``limit``
 ``{P}:dead``                   stream  finish, start, reap  ``dead`` CLI, client
 ``{P}:roles``                  set     enqueue, worker      CLI ``queues``
 ``{P}:workers``                zset    worker heartbeat     recovery, CLI
@@ -136,6 +143,24 @@ class Keys:
     def bound(self, role: str) -> str:
         """Entry id -> the prioritized task it serves, while that task runs."""
         return f"{self.base}bound:{role}"
+
+    def limit(self, role: str) -> str:
+        """The role's flow-control limits (limits.py; scripts/includes/limits.lua)."""
+        return f"{self.base}limit:{role}"
+
+    @property
+    def limits(self) -> str:
+        """Roles that have limits."""
+        return f"{self.base}limits"
+
+    @property
+    def held(self) -> str:
+        """Role -> tasks waiting for a limit (a rate's turn or a slot)."""
+        return f"{self.base}held"
+
+    def running(self, scope: str) -> str:
+        """Task ids holding a concurrency slot of ``<role>`` or ``<role>:<limit key>``."""
+        return f"{self.base}running:{scope}"
 
     @property
     def dead(self) -> str:

@@ -13,6 +13,7 @@ metric                                     type       what
 ``ceylon_redis_queue_running``             gauge      in flight: delivered, not yet acked
 ``ceylon_redis_queue_waiting``             gauge      waiting for prerequisites
 ``ceylon_redis_queue_scheduled``           gauge      delayed, or retrying after a backoff
+``ceylon_redis_queue_held``                gauge      waiting for a limit (rate or slot)
 ``ceylon_redis_queue_oldest_ready_age_``   gauge      seconds the oldest ready task has
 ``seconds``                                           waited (0 when none is ready)
 ``ceylon_redis_dead_letters``              gauge      dead letters on ``{P}:dead``
@@ -153,6 +154,8 @@ def families(snap: Snapshot, step: int = 5) -> Iterator[Metric]:
                 ((q.role, q.waiting) for q in qs))
     yield gauge("queue_scheduled", "Tasks held until a time: delayed, or retrying after a "
                 "backoff.", ((q.role, q.scheduled) for q in qs))
+    yield gauge("queue_held", "Tasks waiting for a limit of the role: a rate's turn or a free "
+                "concurrency slot.", ((q.role, q.held) for q in qs))
     yield gauge("queue_oldest_ready_age_seconds", "Seconds the oldest ready task has waited "
                 "to be taken (0 when none is ready).",
                 ((q.role, getattr(q, "oldest_ready_age", None) or 0.0) for q in qs))

@@ -68,6 +68,10 @@ class TaskInfo(BaseModel):
     """Seconds an attempt may run, if enqueued with its own limit."""
     priority: int = 5
     """0 to 9: a worker takes the highest waiting first."""
+    limit_key: str | None = None
+    """What a per-key limit of its role counts it under."""
+    held: bool = False
+    """Waiting for a limit of its role: a rate's turn (SCHEDULED) or a free slot."""
     due_at: dt.datetime | None = None
     """When a SCHEDULED task (or a delayed one still waiting) is due to run."""
     dead_letter: str | None = None
@@ -134,6 +138,9 @@ class QueueInfo(BaseModel):
     """Tasks of this role waiting for prerequisites."""
     scheduled: int = 0
     """Tasks of this role held until a time (delayed, or retrying after a backoff)."""
+    held: int = 0
+    """Tasks of this role waiting for a limit: a rate's turn (also counted SCHEDULED) or
+    a free concurrency slot."""
     oldest_ready_age: float | None = None
     """Seconds the oldest ready task has waited to be taken (None when none is ready)."""
     schedules: int = 0

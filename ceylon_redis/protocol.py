@@ -11,6 +11,7 @@ from typing import Any, get_args
 from .codec import decode_field, encode
 from .errors import UnknownTaskError, ValidationError
 from .keys import GROUP, check_name, check_task_id
+from .limits import check_limit_key
 from .models import (
     DeadLetter,
     GraphInfo,
@@ -89,6 +90,8 @@ class TaskSpec:
     """When to run: '' as soon as ready, '+ms' from enqueue, or epoch ms (Redis's clock)."""
     priority: int = DEFAULT_PRIORITY
     """0 to 9, higher first (see ``check_priority``)."""
+    limit_key: str = ""
+    """What a per-key limit of the role counts this task under ('' for none)."""
     linked: frozenset[str] = frozenset()
     """Prerequisites registered beforehand from another partition (link.lua)."""
 
@@ -101,7 +104,7 @@ class TaskSpec:
         ttl = "" if self.ttl == SCRIPT_DEFAULT_TTL else self.ttl
         fields = [self.id, self.role, self.name, _opt(self.max_attempts), ttl, self.reply_to,
                   _opt(self.backoff_ms), _opt(self.timeout_ms), self.due,
-                "" if self.priority == DEFAULT_PRIORITY else self.priority]
+                "" if self.priority == DEFAULT_PRIORITY else self.priority, self.limit_key]
         for dep, policy in self.depends_on:
             fields += (dep, policy_code(policy, dep in self.linked))
         return ["\n".join(map(str, fields)), self.data]
@@ -168,7 +171,8 @@ def make_spec(settings: Settings, role: str, data: Any, *, name: str | None = No
               max_attempts: int | None = None, result_ttl: int | None = None,
               backoff: float | None = None, timeout: float | None = None,
               delay: float | dt.timedelta | None = None, at: dt.datetime | float | None = None,
-              priority: int | None = None, what: str = "data") -> TaskSpec:
+              priority: int | None = None, limit_key: str | None = None,
+              what: str = "data") -> TaskSpec:
     """Validate and encode one task; raises ValidationError/EncodeError naming the problem."""
     check_name("role", role)
     tid = check_task_id(task_id) if task_id is not None else new_task_id()
@@ -189,7 +193,8 @@ def make_spec(settings: Settings, role: str, data: Any, *, name: str | None = No
                     max_attempts=max_attempts, ttl=result_ttl or settings.result_ttl,
                     backoff_ms=_seconds("backoff", backoff, positive=False),
                     timeout_ms=_seconds("timeout", timeout, positive=True),
-                    due=due_arg(delay, at), priority=check_priority(priority))
+                    due=due_arg(delay, at), priority=check_priority(priority),
+                    limit_key=check_limit_key(limit_key))
 
 
 def make_specs(settings: Settings, role: str, items: Iterable[Any],
@@ -224,7 +229,8 @@ def make_specs(settings: Settings, role: str, items: Iterable[Any],
         specs.append(TaskSpec(role=role, data=payload, id=tid, depends_on=first.depends_on,
                               max_attempts=first.max_attempts, ttl=first.ttl,
                               backoff_ms=first.backoff_ms, timeout_ms=first.timeout_ms,
-                              due=first.due, priority=first.priority))
+                              due=first.due, priority=first.priority,
+                              limit_key=first.limit_key))
     return specs
 
 
@@ -244,6 +250,8 @@ class TaskDef:
     timeout: float | None = None
     priority: int | None = None
     """0 to 9, higher first; None: the default (5)."""
+    limit_key: str | None = None
+    """What a per-key limit of the role counts it under."""
 
 
 def graph_specs(settings: Settings, tasks: Sequence[TaskDef]) -> list[TaskSpec]:
@@ -253,7 +261,8 @@ def graph_specs(settings: Settings, tasks: Sequence[TaskDef]) -> list[TaskSpec]:
     specs = [make_spec(settings, t.role, t.data, name=t.name, task_id=t.id,
                        depends_on=t.depends_on, max_attempts=t.max_attempts,
                        on_failure=t.on_failure, backoff=t.backoff, timeout=t.timeout,
-                       priority=t.priority, what=f"tasks[{i}].data")
+                       priority=t.priority, limit_key=t.limit_key,
+                       what=f"tasks[{i}].data")
              for i, t in enumerate(tasks)]
     check_acyclic({s.id: s.prerequisites for s in specs})
     return specs
@@ -336,6 +345,8 @@ def parse_task(task_id: str, raw: Mapping[bytes, bytes]) -> TaskInfo:
         status=status, attempt=number("attempt") or 0, max_attempts=number("max_attempts"),
         timeout=timeout / 1000 if timeout else None,
         priority=DEFAULT_PRIORITY if priority is None else priority,
+        limit_key=_text(f["limit_key"]) if f.get("limit_key") else None,
+        held=bool(f.get("held")) and status in (TaskStatus.QUEUED, TaskStatus.SCHEDULED),
         due_at=_time(f.get("due_at")) if status is TaskStatus.SCHEDULED or (
             status is TaskStatus.WAITING) else None,
         dead_letter=_text(f["dead"]) if f.get("dead") else None,

@@ -37,7 +37,8 @@ MIN_EVERY = 0.1
 """Shortest interval, in seconds: schedulers look at least every ``schedule_poll``."""
 MAX_EVERY = 315_360_000
 """Longest interval, in seconds (ten years): its ticks stay dates Python can show."""
-TASK_OPTIONS = ("name", "max_attempts", "result_ttl", "backoff", "timeout", "priority")
+TASK_OPTIONS = ("name", "max_attempts", "result_ttl", "backoff", "timeout", "priority",
+                "limit_key")
 """What a schedule's task may set; dependencies, delays and ids come from the schedule."""
 _UTC = dt.timezone.utc
 
@@ -73,8 +74,8 @@ class ScheduleDef:
         s, t = self.spec, self.timing
         parts = [t.cron, t.tz, str(t.every_ms), t.missed, s.role, s.name,
                  str(s.max_attempts), str(s.ttl), str(s.backoff_ms), str(s.timeout_ms)]
-        if s.priority != DEFAULT_PRIORITY:  # so schedules made before priorities stay put
-            parts.append(str(s.priority))
+        if s.priority != DEFAULT_PRIORITY or s.limit_key:  # older schedules stay put
+            parts += [str(s.priority), s.limit_key]
         h = hashlib.sha1("\n".join(parts).encode(), usedforsecurity=False)
         h.update(s.data)
         return h.hexdigest()[:16]
@@ -85,7 +86,8 @@ class ScheduleDef:
         return ["role", s.role, "cron", t.cron, "tz", t.tz, "every", t.every_ms,
                 "missed", t.missed, "name", s.name, "max_attempts", _opt(s.max_attempts),
                 "ttl", s.ttl, "backoff", _opt(s.backoff_ms), "timeout", _opt(s.timeout_ms),
-                "priority", s.priority, "data", s.data, "digest", self.digest]
+                "priority", s.priority, "limit_key", s.limit_key, "data", s.data,
+                "digest", self.digest]
 
 
 def make_schedule(settings: Settings, schedule_id: str, role: str, data: Any = None, *,

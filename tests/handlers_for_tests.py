@@ -114,6 +114,22 @@ async def note_order(data: Any) -> Any:
     return data
 
 
+def spans_key(prefix: str) -> str:
+    """``start <task> <attempt> <time>`` and ``end ...`` of every ``span`` run, in order."""
+    return "{" + prefix + "}:test:spans"
+
+
+async def span(data: Any) -> Any:
+    """Notes when it starts and ends (wall clock, shared by the daemons of one machine),
+    sleeping ``data`` seconds between: the test rebuilds how many ran at once."""
+    ctx = current_task()
+    r = _aredis()
+    await r.rpush(_base() + "spans", f"start {ctx.id} {ctx.attempt} {time.time():.6f}")
+    await asyncio.sleep(_sleep_of(data))
+    await r.rpush(_base() + "spans", f"end {ctx.id} {ctx.attempt} {time.time():.6f}")
+    return data
+
+
 async def record(data: Any) -> Any:
     """Counts each run of a task (INCR), notes who ran it, sleeps if asked, reports itself."""
     ctx = current_task()

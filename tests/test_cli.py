@@ -161,12 +161,12 @@ def test_queues_json_and_text(env: dict[str, str], client: Client) -> None:
     assert 0 <= age < 30
     assert data == {"queues": [
         {"role": "q1", "waiting": 0, "scheduled": 0, "ready": 2, "running": 0, "consumers": 0,
-         "workers_alive": 0, "schedules": 0, "dead": 0}], "coordinators_alive": 0,
+         "workers_alive": 0, "schedules": 0, "held": 0, "dead": 0}], "coordinators_alive": 0,
         "dead_letters": 0, "workers_late": []}
 
     client.enqueue("q1", 3, depends_on=client.enqueue_many("q1", [4]))
     text = invoke(env, "queues").stdout
-    assert re.search(r"^q1\s+1\s+0\s+3\s+0\s+0\s+0\s+0\s+[\d.]+m?s\s+0$", text, re.MULTILINE), text
+    assert re.search(r"^q1\s+1\s+0\s+3\s+0\s+0\s+0\s+0\s+[\d.]+m?s\s+0\s+0$", text, re.MULTILINE), text
     assert "3 tasks wait for role 'q1', and no worker of it is alive" in text
     assert "no coordinator alive" in text and "1 waiting task is released" in text
 

@@ -9,13 +9,13 @@ daemon whose stop overran its deadline (stacks dumped, see lifecycle.py).
 
 from __future__ import annotations
 
-from . import daemons, dead, enqueue, graph, inspecting, metrics, schedule, tasks
+from . import daemons, dead, enqueue, graph, inspecting, limit, metrics, schedule, tasks
 from .app import main
 
 for command in (daemons.worker, daemons.coordinator, enqueue.enqueue, tasks.task,
                 inspecting.queues, inspecting.workers, inspecting.stats, graph.graph,
                 tasks.cancel, tasks.purge, daemons.demo, dead.dead, metrics.metrics,
-                schedule.schedule):
+                schedule.schedule, limit.limit):
     main.add_command(command)
 del command
 

@@ -34,6 +34,8 @@ from .common import connection_options, dumps, emit, friendly_errors, priority_o
 @click.option("--delay", type=click.FloatRange(0), default=None,
               help="Seconds to hold the task before it may run.")
 @priority_option
+@click.option("--limit-key", default=None,
+              help="What a per-key limit of ROLE counts this task under (say a customer id).")
 @click.option("--from-file", "-f", "from_file", type=click.File("r"), default=None,
               help="Enqueue one task per line of this JSON Lines file ('-': stdin) "
                    "instead of DATA.")
@@ -45,8 +47,9 @@ from .common import connection_options, dumps, emit, friendly_errors, priority_o
 def enqueue(role: str, data: str | None, name: str | None, task_id: str | None,
             depends_on: tuple[str, ...], on_failure: str, max_attempts: int | None,
             backoff: float | None, time_limit: float | None, delay: float | None,
-            priority: int | None, from_file: TextIO | None, wait: bool,
-            timeout: float | None, as_json: bool, url: str | None, prefix: str | None) -> None:
+            priority: int | None, limit_key: str | None, from_file: TextIO | None,
+            wait: bool, timeout: float | None, as_json: bool, url: str | None,
+            prefix: str | None) -> None:
     """Enqueue a task for ROLE with DATA (JSON); print its id (or its result with --wait).
 
     With --from-file, enqueue one task per line and print one id per line; a
@@ -56,7 +59,8 @@ def enqueue(role: str, data: str | None, name: str | None, task_id: str | None,
         if data is not None or task_id or depends_on or name:
             raise click.UsageError("--from-file takes no DATA, --id, --name or --depends-on")
         enqueue_file(role, from_file, dict(max_attempts=max_attempts, backoff=backoff,
-                                           timeout=time_limit, delay=delay, priority=priority),
+                                           timeout=time_limit, delay=delay, priority=priority,
+                                           limit_key=limit_key),
                      wait, timeout, as_json, url, prefix)
         return
     payload = _json_arg(data if data is not None else "null", "DATA")
@@ -64,7 +68,7 @@ def enqueue(role: str, data: str | None, name: str | None, task_id: str | None,
         tid = client.enqueue(role, payload, name=name, task_id=task_id, depends_on=depends_on,
                              on_failure=on_failure,  # type: ignore[arg-type]
                              max_attempts=max_attempts, backoff=backoff, timeout=time_limit,
-                             delay=delay, priority=priority)
+                             delay=delay, priority=priority, limit_key=limit_key)
         if not wait:
             emit(as_json, lambda: {"id": tid}, lambda: tid)
             return

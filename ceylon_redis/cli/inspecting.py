@@ -31,7 +31,7 @@ def queues(show_all: bool, as_json: bool, url: str | None, prefix: str | None) -
 
     def idle(q: QueueInfo) -> bool:
         return not (q.waiting or q.scheduled or q.ready or q.running or q.consumers
-                    or q.workers_alive or q.schedules or dead.get(q.role))
+                    or q.workers_alive or q.schedules or q.held or dead.get(q.role))
 
     def text() -> str:
         if not rows:
@@ -40,12 +40,12 @@ def queues(show_all: bool, as_json: bool, url: str | None, prefix: str | None) -
         served = sorted({r for w in registered if w.alive for r in w.roles})
         out = [f"{'ROLE':<20} {'WAITING':>8} {'SCHEDULED':>9} {'READY':>8} {'RUNNING':>8} "
                f"{'DEAD':>6} {'CONSUMERS':>10} {'ALIVE':>6} {'OLDEST READY':>12} "
-               f"{'PERIODIC':>8}"]
+               f"{'PERIODIC':>8} {'HELD':>6}"]
         for q in shown:
             out.append(f"{q.role:<20} {q.waiting:>8} {q.scheduled:>9} {q.ready:>8} "
                        f"{q.running:>8} {dead.get(q.role, 0):>6} {q.consumers:>10} "
                        f"{q.workers_alive:>6} {_seconds(q.oldest_ready_age):>12} "
-                       f"{q.schedules:>8}")
+                       f"{q.schedules:>8} {q.held:>6}")
             if q.ready and not q.workers_alive:
                 out.append(f"  ! {plural(q.ready, 'task')} {'waits' if q.ready == 1 else 'wait'}"
                            f" for role {q.role!r}, and no worker of it is alive"

@@ -53,12 +53,16 @@ def role_names(members: Any, schedule_roles: Any) -> tuple[list[str], dict[str, 
 
 
 def queue_rows(roles: list[str], replies: list[Any], alive: list[list[str]],
-               feeds: dict[str, int] | None = None) -> list[QueueInfo]:
+               feeds: dict[str, int] | None = None,
+               held: dict[bytes, bytes] | None = None) -> list[QueueInfo]:
+    """``held``: ``{P}:held``, the tasks of each role waiting for a limit."""
     rows = [parse_queue(role, _int(replies[4 * i]), _list(replies[4 * i + 1]), alive,
                         _int(replies[4 * i + 2]), _int(replies[4 * i + 3]))
             for i, role in enumerate(roles)]
+    counts = {k.decode(): int(v) for k, v in (held or {}).items()}
     for q in rows:
         q.schedules = (feeds or {}).get(q.role, 0)
+        q.held = counts.get(q.role, 0)
     return rows
 
 
@@ -94,6 +98,7 @@ def merge_queues(per_partition: list[list[QueueInfo]]) -> list[QueueInfo]:
             m.waiting += q.waiting
             m.scheduled += q.scheduled
             m.schedules += q.schedules
+            m.held += q.held
             m.consumers = max(m.consumers, q.consumers)
             m.workers_alive = max(m.workers_alive, q.workers_alive)
             ages = [a for a in (m.oldest_ready_age, q.oldest_ready_age) if a is not None]

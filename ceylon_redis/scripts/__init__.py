@@ -23,7 +23,7 @@ from ..lane import arun_script, run_script
 _INCLUDE = re.compile(r"^--!include (\S+)$", re.MULTILINE)
 NAMES = ("enqueue", "start", "finish", "requeue", "reap", "heartbeat", "watch", "cancel",
          "graph_retry", "stats", "promote", "dead_retry", "clock", "link", "release",
-         "schedule", "schedules_due", "tick")
+         "schedule", "schedules_due", "tick", "limit")
 
 
 @functools.cache
@@ -65,6 +65,7 @@ class Scripts:
     schedule: Any
     schedules_due: Any
     tick: Any
+    limit: Any
 
     @classmethod
     def register(cls, redis: Any) -> Scripts:

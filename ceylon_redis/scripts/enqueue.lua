@@ -7,7 +7,8 @@
 --          id, role, name, max_attempts, ttl ('' for the default, 86400 s, which is
 --          then not stored), reply_to, backoff (first retry delay, ms), timeout (ms),
 --          due (when to run: '+ms' from now or absolute ms on Redis's clock),
---          priority (0-9, higher first; '' for the default, 5),
+--          priority (0-9, higher first; '' for the default, 5), limit key ('' for
+--          none: the key a per-key limit of the role counts it under),
 --          then one line per prerequisite and its policy, alternating
 --          (c = cancel this task if it fails, r = run anyway, i = ignore the edge;
 --          upper case C R I: the prerequisite lives in another partition, where
@@ -22,16 +23,16 @@
 --          {'ERR', 'EXISTS'|'UNKNOWN'|'DEPENDENCY'|'INVALID', detail}; nothing written
 --!include common.lua
 
-local OPTIONAL_FIELDS = {'max_attempts', 'reply_to', 'backoff', 'timeout'}
+local OPTIONAL_FIELDS = {'max_attempts', 'reply_to', 'backoff', 'timeout', 'limit_key'}
 local base, gid, gttl = KEYS[1], ARGV[1], ARGV[2]
 local n = tonumber(ARGV[3])
 local tasks, in_batch = {}, {}
--- The header's ten fixed lines, then the rest: '' or "\n<dep>\n<policy>..." pairs.
-local HEADER = '^' .. string.rep('([^\n]*)\n', 9) .. '([^\n]*)(.*)$'
+-- The header's eleven fixed lines, then the rest: '' or "\n<dep>\n<policy>..." pairs.
+local HEADER = '^' .. string.rep('([^\n]*)\n', 10) .. '([^\n]*)(.*)$'
 for t = 1, n do
   local header = ARGV[2 + 2 * t]
-  local id, role, name, max_attempts, ttl, reply_to, backoff, timeout, due, priority, edges =
-    string.match(header, HEADER)
+  local id, role, name, max_attempts, ttl, reply_to, backoff, timeout, due, priority,
+        limit_key, edges = string.match(header, HEADER)
   if not id or select(2, string.gsub(edges, '\n', '')) % 2 == 1 then
     return {'ERR', 'INVALID', 'task #' .. t .. ' has a malformed header'}
   end
@@ -41,7 +42,7 @@ for t = 1, n do
   local task = {id = id, role = role, name = name, data = ARGV[3 + 2 * t],
                 max_attempts = max_attempts, ttl = ttl, reply_to = reply_to,
                 backoff = backoff, timeout = timeout, due = due,
-                priority = tonumber(priority) or DEFAULT_PRIORITY}
+                priority = tonumber(priority) or DEFAULT_PRIORITY, limit_key = limit_key}
   task.deps, task.policy = {}, {}
   for dep, policy in string.gmatch(edges, '\n([^\n]*)\n([^\n]*)') do
     local lower = string.lower(policy)

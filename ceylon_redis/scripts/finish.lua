@@ -46,7 +46,7 @@ for i = 9, #ARGV, 7 do
   local hkey = task_key(base, tid)
   local mine = #redis.call('XPENDING', stream, GROUP, entry, entry, 1, consumer) > 0
   local cur = redis.call('HMGET', hkey, 'status', 'attempt', 'worker', 'max_attempts', 'entry',
-                         'crashes', 'backoff', 'priority')
+                         'crashes', 'backoff', 'priority', 'slots')
   local current = cur[1] == 'RUNNING' and cur[5] == entry
   if mine and (not current or (cur[2] == attempt and cur[3] == consumer)) then
     -- Our delivery, and either this attempt's or one the task has moved on from.
@@ -75,6 +75,10 @@ for i = 9, #ARGV, 7 do
     local failures = tonumber(attempt) - tonumber(cur[6] or '0')
     local allowed = tonumber(cur[4] or default_attempts)
     if retry ~= 'x' and failures < allowed then
+      if cur[9] then
+        leave_slots(base, tid, cur[9])
+        redis.call('HDEL', hkey, 'slots')
+      end
       redis.call('HSET', hkey, 'error', err)
       local delay = retry_delay(retry, cur[7], failures)
       if delay > 0 then

@@ -23,6 +23,7 @@
 -- hash was edited into nonsense (a status that is none, an attempt not a number)
 -- is failed and dead-lettered, the reason naming the field.
 --!include common.lua
+--!include limits.lua
 
 local base = KEYS[1]
 local role, consumer = ARGV[1], ARGV[2]
@@ -89,6 +90,7 @@ end
 -- or entries serving a task other than the one they name.
 local pkey, bkey = priority_key(base, role), bound_key(base, role)
 local ranked = redis.call('EXISTS', pkey, bkey) > 0
+local limits = limit_spec(base, role)
 local waiting = ranked
 
 -- The task an entry serves, and whether it is not the one the entry names: a
@@ -134,6 +136,31 @@ local function serve(entry, tid)
   return ranked_task(top[1]), true
 end
 
+-- Whether a limit holds the task back (then it waits, its entry gone, no attempt
+-- spent: SCHEDULED for its turn under a rate, or blocked until a slot frees).
+local function hold(entry, tid, hkey, fields, bound)
+  local verdict, arg = admit(base, role, limits, tid, fields[12] or '', fields[13] == 'r',
+                             now_ms())
+  if verdict == 'ok' then
+    fields.slots = arg ~= '' and arg or nil
+    return false
+  end
+  redis.call('XACK', stream, GROUP, entry)
+  redis.call('XDEL', stream, entry)
+  if not fields[9] then redis.call('HSET', hkey, 'enqueued_at', entry_time(entry)) end
+  if not fields[13] then count_held(base, role, 1) end
+  if verdict == 'rate' then
+    schedule(base, tid, hkey, role, arg, false)
+    redis.call('HSET', hkey, 'held', 'r')
+  else
+    redis.call('RPUSH', base .. 'blocked:' .. arg, tid)
+    redis.call('SADD', base .. 'blocking:' .. role, arg)
+    redis.call('HSET', hkey, 'held', arg)
+    if not bound then redis.call('HDEL', hkey, 'entry') end
+  end
+  return true
+end
+
 for i = 1, #entries, 2 do
   local entry, tid, bound = entries[i], entries[i + 1], false
   if taking then table.insert(out, entry) end
@@ -149,7 +176,7 @@ for i = 1, #entries, 2 do
     local hkey = task_key(base, tid)
     local fields = redis.call('HMGET', hkey, 'status', 'entry', 'name', 'data', 'depends_on',
                               'failed_deps', 'timeout', 'attempt', 'enqueued_at', 'tick',
-                              'worker')
+                              'worker', 'limit_key', 'held')
     local status = fields[1]
     if not status then
       table.insert(out, drop(entry, tid, 'entry names unknown task ' .. tid, true))
@@ -169,18 +196,24 @@ for i = 1, #entries, 2 do
       local why = 'task hash is corrupt: attempt is not a number'
       table.insert(out, drop(entry, tid, why, false))
       fail_corrupt(base, tid, why, '', '', now, 0)
+    elseif limits and hold(entry, tid, hkey, fields, bound) then
+      table.insert(out, {tid, 0, ''})  -- held back by a limit: nothing to say
     else
+      if fields[13] then
+        count_held(base, role, -1)
+        redis.call('HDEL', hkey, 'held')
+      end
       local attempt = redis.call('HINCRBY', hkey, 'attempt', 1)
+      local set = {'status', 'RUNNING', 'worker', consumer, 'started_at', now}
       if bound then  -- it waited in the priority zset: it runs on this entry now
         redis.call('HSET', bkey, entry, tid)
-        redis.call('HSET', hkey, 'status', 'RUNNING', 'worker', consumer, 'started_at', now,
-                   'entry', entry)
-      elseif fields[9] then
-        redis.call('HSET', hkey, 'status', 'RUNNING', 'worker', consumer, 'started_at', now)
-      else  -- enqueued ready: its entry's id is when
-        redis.call('HSET', hkey, 'status', 'RUNNING', 'worker', consumer, 'started_at', now,
-                   'enqueued_at', entry_time(entry))
+        set[#set + 1] = 'entry'; set[#set + 1] = entry
       end
+      if not fields[9] then  -- enqueued ready: its entry's id is when
+        set[#set + 1] = 'enqueued_at'; set[#set + 1] = entry_time(entry)
+      end
+      if fields.slots then set[#set + 1] = 'slots'; set[#set + 1] = fields.slots end
+      redis.call('HSET', hkey, unpack(set))
       table.insert(out, started_item(base, hkey, tid, fields, attempt))
     end
   end

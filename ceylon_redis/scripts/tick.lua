@@ -23,7 +23,7 @@ for _ = 1, tonumber(ARGV[1]) do
   i = i + 6 + k
   local skey = base .. 'schedule:' .. id
   local s = redis.call('HMGET', skey, 'version', 'role', 'name', 'data', 'max_attempts', 'ttl',
-                       'backoff', 'timeout', 'priority')
+                       'backoff', 'timeout', 'priority', 'limit_key')
   local score = redis.call('ZSCORE', zkey, id)
   if not s[1] then  -- no version: its hash deleted or edited by hand, it ticks no more
     redis.call('ZREM', zkey, id)
@@ -42,6 +42,7 @@ for _ = 1, tonumber(ARGV[1]) do
         if s[6] and s[6] ~= '86400' then fields[#fields + 1] = 'ttl'; fields[#fields + 1] = s[6] end
         if s[7] and s[7] ~= '' then fields[#fields + 1] = 'backoff'; fields[#fields + 1] = s[7] end
         if s[8] and s[8] ~= '' then fields[#fields + 1] = 'timeout'; fields[#fields + 1] = s[8] end
+        if s[10] and s[10] ~= '' then fields[#fields + 1] = 'limit_key'; fields[#fields + 1] = s[10] end
         local priority = tonumber(s[9] or '') or DEFAULT_PRIORITY
         fields[#fields + 1] = 'status'; fields[#fields + 1] = 'QUEUED'
         if prioritized(base, role, priority) then

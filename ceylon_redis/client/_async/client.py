@@ -1,5 +1,5 @@
 """``AsyncClient``: the asyncio producer, made of the producing, graph, inspecting,
-dead-letter and schedule parts."""
+dead-letter, schedule and limit parts."""
 
 from __future__ import annotations
 
@@ -11,10 +11,11 @@ from ...settings import Settings
 from ...waiting import AsyncWaiter
 from .dead_letters import AsyncDeadLetters
 from .inspecting import AsyncInspecting
+from .limits import AsyncLimits
 from .schedules import AsyncSchedules
 
 
-class AsyncClient(AsyncDeadLetters, AsyncInspecting, AsyncSchedules):
+class AsyncClient(AsyncDeadLetters, AsyncInspecting, AsyncSchedules, AsyncLimits):
     """The asyncio producer: enqueue, wait, inspect."""
 
     def __init__(self, url: str | None = None, prefix: str | None = None, *,

@@ -37,13 +37,14 @@ class AsyncInspecting(ClientBase):
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.smembers(self.keys.roles)
             pipe.hgetall(self.keys.schedule_roles)
-            members, scheduled = await pipe.execute()
+            pipe.hgetall(self.keys.held)
+            members, scheduled, held = await pipe.execute()
         roles, feeds = role_names(members, scheduled)
         alive = [w.roles for w in await self.workers() if w.alive]
         async with self.redis.pipeline(transaction=False) as pipe:
             queue_reads(pipe, self.keys, roles)
             replies = await pipe.execute(raise_on_error=False)
-        rows = queue_rows(roles, replies, alive, feeds)
+        rows = queue_rows(roles, replies, alive, feeds, held)
         async with self.redis.pipeline(transaction=False) as pipe:
             if oldest_ready_reads(pipe, self.keys, rows, replies):
                 firsts = await pipe.execute()

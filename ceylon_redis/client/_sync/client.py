@@ -1,6 +1,6 @@
 # Generated from ceylon_redis/client/_async/client.py by .ci/unasync.py: do not edit.
 """``Client``: the blocking producer, made of the producing, graph, inspecting,
-dead-letter and schedule parts."""
+dead-letter, schedule and limit parts."""
 
 from __future__ import annotations
 
@@ -12,10 +12,11 @@ from ...settings import Settings
 from ...waiting import SyncWaiter
 from .dead_letters import DeadLetters
 from .inspecting import Inspecting
+from .limits import Limits
 from .schedules import Schedules
 
 
-class Client(DeadLetters, Inspecting, Schedules):
+class Client(DeadLetters, Inspecting, Schedules, Limits):
     """The blocking producer, for scripts and web apps (Flask, Django)."""
 
     def __init__(self, url: str | None = None, prefix: str | None = None, *,

@@ -38,13 +38,14 @@ class Inspecting(ClientBase):
         with self.redis.pipeline(transaction=False) as pipe:
             pipe.smembers(self.keys.roles)
             pipe.hgetall(self.keys.schedule_roles)
-            members, scheduled = pipe.execute()
+            pipe.hgetall(self.keys.held)
+            members, scheduled, held = pipe.execute()
         roles, feeds = role_names(members, scheduled)
         alive = [w.roles for w in self.workers() if w.alive]
         with self.redis.pipeline(transaction=False) as pipe:
             queue_reads(pipe, self.keys, roles)
             replies = pipe.execute(raise_on_error=False)
-        rows = queue_rows(roles, replies, alive, feeds)
+        rows = queue_rows(roles, replies, alive, feeds, held)
         with self.redis.pipeline(transaction=False) as pipe:
             if oldest_ready_reads(pipe, self.keys, rows, replies):
                 firsts = pipe.execute()

@@ -27,7 +27,7 @@ class Producing(ClientBase):
                       result_ttl: int | None = None, backoff: float | None = None,
                       timeout: float | None = None, delay: float | dt.timedelta | None = None,
                       at: dt.datetime | float | None = None,
-                      priority: int | None = None) -> str:
+                      priority: int | None = None, limit_key: str | None = None) -> str:
         """Put one task on ``role``'s queue (or WAITING on ``depends_on``); returns its id.
 
         ``on_failure`` says what this task does if a prerequisite fails: end
@@ -35,12 +35,13 @@ class Producing(ClientBase):
         ``max_attempts``, ``backoff`` (seconds before the first retry) and ``timeout``
         (seconds per attempt) override the worker's defaults; ``delay`` (seconds) or
         ``at`` (aware datetime or epoch seconds) hold the task until then. ``priority``,
-        0 to 9 (default 5): a worker takes the highest waiting first.
+        0 to 9 (default 5): a worker takes the highest waiting first. ``limit_key``: what
+        a per-key limit of the role counts it under (say a customer id).
         """
         spec = self._spec(role, data, name=name, task_id=task_id, depends_on=depends_on,
                           on_failure=on_failure, max_attempts=max_attempts,
                           result_ttl=result_ttl, backoff=backoff, timeout=timeout,
-                          delay=delay, at=at, priority=priority)
+                          delay=delay, at=at, priority=priority, limit_key=limit_key)
         self._run_enqueue([spec])
         return spec.id
 
@@ -50,8 +51,8 @@ class Producing(ClientBase):
                            result_ttl: int | None = None, **options: Any) -> list[str]:
         """Enqueue many tasks of one role, pipelined; returns their ids in order.
 
-        ``options``: enqueue's ``backoff``, ``timeout``, ``delay``, ``at`` and ``priority``,
-        for each task.
+        ``options``: enqueue's ``backoff``, ``timeout``, ``delay``, ``at``, ``priority`` and
+        ``limit_key``, for each task.
         """
         specs = self._specs(role, items, names, max_attempts=max_attempts,
                             result_ttl=result_ttl, **options)

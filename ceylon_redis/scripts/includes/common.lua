@@ -138,6 +138,42 @@ local function park(base, id, hkey, role)
   redis.call('SADD', waiting_key(base, role), id)
 end
 
+-- Flow control (limits.lua admits): a task that took concurrency slots names their
+-- scopes in `slots` (`<role>` and/or `<role>:<limit key>`, space-separated); each is a
+-- set {P}:running:<scope> of task ids. A task held back waits with `held` set: 'r'
+-- (SCHEDULED until the turn it reserved from a rate), a scope (QUEUED, in the list
+-- {P}:blocked:<scope>, until one of its slots frees), or 'c' (released from that list,
+-- QUEUED again); {P}:held counts them per role.
+local function count_held(base, role, by)
+  if redis.call('HINCRBY', base .. 'held', role, by) <= 0 then
+    redis.call('HDEL', base .. 'held', role)
+  end
+end
+
+-- Queue again, for another look at its limits, the oldest task waiting in `blocked`.
+local function release_blocked(base, blocked, scope)
+  while true do
+    local id = redis.call('LPOP', blocked)
+    if not id then return false end
+    local hkey = task_key(base, id)
+    local f = redis.call('HMGET', hkey, 'status', 'held', 'role')
+    if f[1] == 'QUEUED' and f[2] == scope then
+      redis.call('HSET', hkey, 'held', 'c')
+      push_ready(base, id, hkey, f[3])
+      return true
+    end
+  end
+end
+
+-- A task stops running: its slots go back, and each lets one blocked task in. The
+-- caller deletes the task's `slots` field (with others, in one HDEL).
+local function leave_slots(base, tid, slots)
+  for scope in string.gmatch(slots, '%S+') do
+    redis.call('SREM', base .. 'running:' .. scope, tid)
+    release_blocked(base, base .. 'blocked:' .. scope, scope)
+  end
+end
+
 -- Hold a task until `due_ms` on Redis's clock (status SCHEDULED); the
 -- scheduler (promote.lua) queues it then.
 local function schedule(base, id, hkey, role, due_ms, was_waiting)
@@ -300,7 +336,7 @@ local function finalize(base, id, status, output, err, now, ran)
     local hkey = task_key(base, tid)
     local f = redis.call('HMGET', hkey, 'role', 'ttl', 'graph', 'reply_to', 'queued_at',
                          'started_at', 'attempt', 'status', 'enqueued_at', 'entry',
-                         'priority', 'rank')
+                         'priority', 'rank', 'held', 'slots')
     local fields = {'status', st, 'finished_at', now, 'success', st == 'COMPLETED' and '1' or '0'}
     if not f[9] and f[10] then  -- never started, enqueued ready: keep when, as the entry goes
       f[9] = entry_time(f[10])
@@ -310,9 +346,9 @@ local function finalize(base, id, status, output, err, now, ran)
     if out ~= '' then fields[#fields + 1] = 'output'; fields[#fields + 1] = out end
     if er ~= '' then
       fields[#fields + 1] = 'error'; fields[#fields + 1] = er
-      redis.call('HDEL', hkey, 'entry')
+      redis.call('HDEL', hkey, 'entry', 'slots', 'held')
     else
-      redis.call('HDEL', hkey, 'entry', 'error')
+      redis.call('HDEL', hkey, 'entry', 'error', 'slots', 'held')
     end
     redis.call('HSET', hkey, unpack(fields))
     -- A standalone task keeps the outputs it was given from other partitions
@@ -330,6 +366,8 @@ local function finalize(base, id, status, output, err, now, ran)
       redis.call('SREM', waiting_key(base, f[1] or ''), tid)
     elseif f[8] == 'SCHEDULED' then
       redis.call('ZREM', scheduled_key(base, f[1] or ''), tid)
+    elseif f[8] == 'QUEUED' and f[13] and f[13] ~= 'r' and f[13] ~= 'c' then
+      redis.call('LREM', base .. 'blocked:' .. f[13], 1, tid)
     elseif f[8] == 'QUEUED' and f[12] and not f[10] then
       redis.call('ZREM', priority_key(base, f[1] or ''), f[12])
       drop_placeholder(base, f[1] or '')
@@ -337,6 +375,8 @@ local function finalize(base, id, status, output, err, now, ran)
       redis.call('SREM', waiting_key(base, f[1] or ''), tid)
       redis.call('ZREM', scheduled_key(base, f[1] or ''), tid)
     end
+    if f[13] then count_held(base, f[1] or '', -1) end
+    if f[14] then leave_slots(base, tid, f[14]) end
     notify(hkey, tid, st, er, out, f[4])
     local wait_ms, run_ms = '', ''
     if item[5] and f[5] and f[6] then

@@ -32,7 +32,7 @@ local function requeue_entry(base, role, entry, reason, now, dead_ttl, unstarted
   end
   if not tid then return 0, 0 end
   local hkey = task_key(base, tid)
-  local cur = redis.call('HMGET', hkey, 'status', 'entry', 'attempt')
+  local cur = redis.call('HMGET', hkey, 'status', 'entry', 'attempt', 'slots')
   if cur[2] ~= entry then return 0, 0 end
   if cur[1] ~= 'RUNNING' and cur[1] ~= 'QUEUED' then
     fail_corrupt(base, tid, 'task hash is corrupt: its status field was ' ..
@@ -56,7 +56,8 @@ local function requeue_entry(base, role, entry, reason, now, dead_ttl, unstarted
     return 0, 1
   end
   if ran then redis.call('HSET', hkey, 'error', reason) end
-  redis.call('HDEL', hkey, 'worker')
+  if cur[4] then leave_slots(base, tid, cur[4]) end
+  redis.call('HDEL', hkey, 'worker', 'slots')
   push_ready(base, tid, hkey, role)
   return 1, 0
 end
