@@ -166,7 +166,8 @@ def test_queues_json_and_text(env: dict[str, str], client: Client) -> None:
 
     client.enqueue("q1", 3, depends_on=client.enqueue_many("q1", [4]))
     text = invoke(env, "queues").stdout
-    assert re.search(r"^q1\s+1\s+0\s+3\s+0\s+0\s+0\s+0\s+[\d.]+m?s\s+0\s+0$", text, re.MULTILINE), text
+    row = r"^q1\s+1\s+0\s+3\s+0\s+0\s+0\s+0\s+[\d.]+m?s\s+0\s+0$"
+    assert re.search(row, text, re.MULTILINE), text
     assert "3 tasks wait for role 'q1', and no worker of it is alive" in text
     assert "no coordinator alive" in text and "1 waiting task is released" in text
 

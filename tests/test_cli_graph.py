@@ -82,7 +82,8 @@ def test_queues_shows_waiting_and_a_live_coordinator(
     d = spawn_coordinator(daemons, env['CEYLON_REDIS_URL'], env['CEYLON_REDIS_PREFIX'])
     text = ok(env, "queues")
     # WAITING 2, READY 1, and the oldest ready task's age
-    assert re.search(r"^q\s+2\s+0\s+1\s+0\s+0\s+0\s+0\s+[\d.]+m?s\s+0\s+0$", text, re.MULTILINE), text
+    row = r"^q\s+2\s+0\s+1\s+0\s+0\s+0\s+0\s+[\d.]+m?s\s+0\s+0$"
+    assert re.search(row, text, re.MULTILINE), text
     assert "coordinators alive: 1" in text
     assert "no coordinator alive" not in text
     data = json.loads(ok(env, "queues", "--json"))

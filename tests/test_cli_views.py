@@ -109,7 +109,8 @@ def test_queues_leaves_out_idle_roles_and_says_which(env: dict[str, str],
     assert "busy" in roles and "Busy" not in roles
     assert "idle roles not shown: Busy (--all shows them)" in text
     every = invoke(env, "queues", "--all").stdout
-    assert re.search(r"^Busy\s+0\s+0\s+0\s+0\s+0\s+0\s+0\s+-\s+0\s+0$", every, re.MULTILINE), every
+    row = r"^Busy\s+0\s+0\s+0\s+0\s+0\s+0\s+0\s+-\s+0\s+0$"
+    assert re.search(row, every, re.MULTILINE), every
     assert "idle roles not shown" not in every
     assert {q["role"] for q in json.loads(invoke(env, "queues", "--json").stdout)["queues"]} \
         == {"busy", "Busy"}
