@@ -123,6 +123,8 @@ def test_cli_sets_lists_and_removes_limits_and_refuses_bad_ones(
     listed = invoke(env, "limit", "list").output
     assert re.search(r"^work\s+30/min burst 5\s+2 at once\s+0\s+-$", listed, re.MULTILINE), listed
     assert invoke(env, "enqueue", "work", "1", "--limit-key", "two words").exit_code == 1
+    tid = invoke(env, "enqueue", "work", "1", "--limit-key", "customer-42").output.strip()
+    assert "limit key:   customer-42" in invoke(env, "task", tid).output
     assert invoke(env, "limit", "remove", "work", "--per-key").exit_code == 0
     assert client.limit("work").per_key.concurrency is None
     assert invoke(env, "limit", "remove", "work").output.strip() == "removed work's limits"

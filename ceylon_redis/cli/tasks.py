@@ -36,6 +36,11 @@ def task(task_id: str, as_json: bool, url: str | None, prefix: str | None) -> No
             lines.append(f"time limit:  {info.timeout:g} s")
         if info.priority != DEFAULT_PRIORITY:
             lines.append(f"priority:    {info.priority}")
+        if info.limit_key:
+            lines.append(f"limit key:   {info.limit_key}")
+        if info.held:
+            lines.append("held:        waiting for a limit of its role (a rate's turn, or a "
+                         "free slot)")
         if info.depends_on:
             lines.append(f"depends on:  {' '.join(info.depends_on)}")
         if info.queue_wait is not None:
