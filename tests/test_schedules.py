@@ -378,7 +378,7 @@ def test_queues_and_stats_show_what_schedules_feed_each_role(
     assert rows == {"pings": 1, "reports": 2}  # roles no task has reached yet
     assert client.stats().overall.schedules == 3
     queues = invoke(env, "queues").output
-    assert re.search(r"^reports\s+0\s+0\s+0\s+0\s+0\s+0\s+0\s+-\s+2$", queues, re.M), queues
+    assert re.search(r"^reports\s+0\s+0\s+0\s+0\s+0\s+0\s+0\s+-\s+2\s+0$", queues, re.M), queues
     assert "periodic schedules do not tick" in queues
     stats = invoke(env, "stats").output
     assert "periodic schedules feed: pings (1), reports (2)" in stats

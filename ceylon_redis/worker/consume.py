@@ -138,7 +138,8 @@ class Reader:
             except Exception as exc:
                 if not is_outage(exc):
                     raise
-                logger.warning("worker {}: start failed ({}); retrying", c.id, exc)
+                logger.warning("worker {}: Redis unreachable while starting ({}); retrying",
+                               c.id, exc)
                 await asyncio.sleep(0.5)
         else:
             c.adopt = True  # the entries stay pending for us: adopted once Redis answers
@@ -157,7 +158,8 @@ class Reader:
             if not is_outage(exc):
                 raise
             c.adopt = True  # the take may have been done, its reply lost
-            logger.warning("worker {}: reading failed ({}); retrying", c.id, exc)
+            logger.warning("worker {}: Redis unreachable while reading ({}); retrying",
+                           c.id, exc)
             return False
         if reply:
             await self.launch(c, reply[0::2], reply[1::2])
