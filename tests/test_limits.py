@@ -189,3 +189,21 @@ def test_the_client_shows_a_limit_and_a_bad_limit_key_writes_nothing(
     assert client.limit("work").per_key.text == "-" and client.limit("work").role_limit.rate
     assert client.remove_limit("work") and client.limits() == []
 
+
+
+def test_a_turn_reserved_under_a_rate_is_kept_through_a_wait_for_a_slot(env: Env) -> None:
+    set_limit(env, rate="10/s", concurrency=2)
+    enqueue(env, ("t0", None), ("t1", None), ("t2", None))
+    (t0,) = take(env)                        # t1 and t2 reserve the next two turns
+    assert env.h("t2")["held"] == "r" and "turn" in env.h("t2")
+    tat = env.r.get(env.k.base + "bucket:role")
+    time.sleep(0.25)
+    env.run("promote", [100])
+    (t1,) = take(env)                        # t1 takes the second slot at its turn
+    assert env.h("t2")["held"] == "role"     # t2 waits for a slot, its turn still held
+    complete(env, t0)                        # a slot frees: t2 goes back and starts
+    (t2,) = take(env)
+    assert t2[0] == "t2" and t2[2] == 1
+    assert env.r.get(env.k.base + "bucket:role") == tat   # it did not ask the rate again
+    assert "turn" not in env.h("t2") and held(env) == 0
+

@@ -139,7 +139,7 @@ end
 -- Whether a limit holds the task back (then it waits, its entry gone, no attempt
 -- spent: SCHEDULED for its turn under a rate, or blocked until a slot frees).
 local function hold(entry, tid, hkey, fields, bound)
-  local verdict, arg = admit(base, role, limits, tid, fields[12] or '', fields[13] == 'r',
+  local verdict, arg = admit(base, role, limits, tid, fields[12] or '', fields[14] and true,
                              now_ms())
   if verdict == 'ok' then
     fields.slots = arg ~= '' and arg or nil
@@ -149,9 +149,9 @@ local function hold(entry, tid, hkey, fields, bound)
   redis.call('XDEL', stream, entry)
   if not fields[9] then redis.call('HSET', hkey, 'enqueued_at', entry_time(entry)) end
   if not fields[13] then count_held(base, role, 1) end
-  if verdict == 'rate' then
+  if verdict == 'rate' then  -- its turn stays reserved (`turn`) until it starts
     schedule(base, tid, hkey, role, arg, false)
-    redis.call('HSET', hkey, 'held', 'r')
+    redis.call('HSET', hkey, 'held', 'r', 'turn', arg)
   else
     redis.call('RPUSH', base .. 'blocked:' .. arg, tid)
     redis.call('SADD', base .. 'blocking:' .. role, arg)
@@ -176,7 +176,7 @@ for i = 1, #entries, 2 do
     local hkey = task_key(base, tid)
     local fields = redis.call('HMGET', hkey, 'status', 'entry', 'name', 'data', 'depends_on',
                               'failed_deps', 'timeout', 'attempt', 'enqueued_at', 'tick',
-                              'worker', 'limit_key', 'held')
+                              'worker', 'limit_key', 'held', 'turn')
     local status = fields[1]
     if not status then
       table.insert(out, drop(entry, tid, 'entry names unknown task ' .. tid, true))
@@ -199,10 +199,8 @@ for i = 1, #entries, 2 do
     elseif limits and hold(entry, tid, hkey, fields, bound) then
       table.insert(out, {tid, 0, ''})  -- held back by a limit: nothing to say
     else
-      if fields[13] then
-        count_held(base, role, -1)
-        redis.call('HDEL', hkey, 'held')
-      end
+      if fields[13] then count_held(base, role, -1) end
+      if fields[13] or fields[14] then redis.call('HDEL', hkey, 'held', 'turn') end
       local attempt = redis.call('HINCRBY', hkey, 'attempt', 1)
       local set = {'status', 'RUNNING', 'worker', consumer, 'started_at', now}
       if bound then  -- it waited in the priority zset: it runs on this entry now

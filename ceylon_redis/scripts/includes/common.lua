@@ -143,7 +143,8 @@ end
 -- set {P}:running:<scope> of task ids. A task held back waits with `held` set: 'r'
 -- (SCHEDULED until the turn it reserved from a rate), a scope (QUEUED, in the list
 -- {P}:blocked:<scope>, until one of its slots frees), or 'c' (released from that list,
--- QUEUED again); {P}:held counts them per role.
+-- QUEUED again); {P}:held counts them per role. A reserved turn (`turn`, ms) is kept
+-- through a wait for a slot, so a task asks a rate once.
 local function count_held(base, role, by)
   if redis.call('HINCRBY', base .. 'held', role, by) <= 0 then
     redis.call('HDEL', base .. 'held', role)
@@ -346,9 +347,9 @@ local function finalize(base, id, status, output, err, now, ran)
     if out ~= '' then fields[#fields + 1] = 'output'; fields[#fields + 1] = out end
     if er ~= '' then
       fields[#fields + 1] = 'error'; fields[#fields + 1] = er
-      redis.call('HDEL', hkey, 'entry', 'slots', 'held')
+      redis.call('HDEL', hkey, 'entry', 'slots', 'held', 'turn')
     else
-      redis.call('HDEL', hkey, 'entry', 'error', 'slots', 'held')
+      redis.call('HDEL', hkey, 'entry', 'error', 'slots', 'held', 'turn')
     end
     redis.call('HSET', hkey, unpack(fields))
     -- A standalone task keeps the outputs it was given from other partitions
