@@ -33,6 +33,8 @@ local longest, jitter, dead_ttl = tonumber(ARGV[6]), tonumber(ARGV[7]), ARGV[8]
 local stream = stream_key(base, role)
 local now = now_str()
 local refused, dead, retried = {}, {}, {}
+slot_batch.on = true  -- slots freed by these outcomes go back together, at the end
+local unbound = {}  -- entries of prioritized tasks ({P}:bound:<role>), deleted at the end
 
 local function retry_delay(retry, backoff, failures)
   if retry ~= 'b' then return tonumber(retry) end
@@ -52,7 +54,7 @@ for i = 9, #ARGV, 7 do
     -- Our delivery, and either this attempt's or one the task has moved on from.
     redis.call('XACK', stream, GROUP, entry)
     redis.call('XDEL', stream, entry)
-    if cur[8] then redis.call('HDEL', bound_key(base, role), entry) end
+    if cur[8] then unbound[#unbound + 1] = entry end
   end
   if cur[1] == 'CANCELLED' and cur[2] == attempt and cur[3] == consumer then
     -- cancelled while it ran: the outcome is dropped, as cancel promised
@@ -97,4 +99,6 @@ for i = 9, #ARGV, 7 do
     end
   end
 end
+flush_slots(base)
+if #unbound > 0 then redis.call('HDEL', bound_key(base, role), unpack(unbound)) end
 return {refused, dead, retried}

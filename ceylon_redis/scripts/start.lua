@@ -90,6 +90,7 @@ end
 -- or entries serving a task other than the one they name.
 local pkey, bkey = priority_key(base, role), bound_key(base, role)
 local ranked = redis.call('EXISTS', pkey, bkey) > 0
+local bindings = {}  -- entry, task id: written in one HSET at the end
 local limits = limit_spec(base, role)
 local waiting = ranked
 
@@ -204,7 +205,7 @@ for i = 1, #entries, 2 do
       local attempt = redis.call('HINCRBY', hkey, 'attempt', 1)
       local set = {'status', 'RUNNING', 'worker', consumer, 'started_at', now}
       if bound then  -- it waited in the priority zset: it runs on this entry now
-        redis.call('HSET', bkey, entry, tid)
+        bindings[#bindings + 1] = entry; bindings[#bindings + 1] = tid
         set[#set + 1] = 'entry'; set[#set + 1] = entry
       end
       if not fields[9] then  -- enqueued ready: its entry's id is when
@@ -216,4 +217,6 @@ for i = 1, #entries, 2 do
     end
   end
 end
+if #bindings > 0 then redis.call('HSET', bkey, unpack(bindings)) end
+if limits then flush_limits(base, now_ms()) end
 return out

@@ -166,12 +166,36 @@ local function release_blocked(base, blocked, scope)
   end
 end
 
+-- Slots given back, by scope, while `slot_batch.on` (finish.lua, many outcomes per
+-- call): flush_slots() gives them back together before the script returns.
+local slot_batch = {on = false, freed = {}}
+
+local function give_back(base, scope, ids)
+  local running = base .. 'running:' .. scope
+  for i = 1, #ids, 1000 do
+    redis.call('SREM', running, unpack(ids, i, math.min(i + 999, #ids)))
+  end
+  local blocked = base .. 'blocked:' .. scope
+  for _ = 1, #ids do
+    if not release_blocked(base, blocked, scope) then break end
+  end
+end
+
+local function flush_slots(base)
+  for scope, ids in pairs(slot_batch.freed) do give_back(base, scope, ids) end
+  slot_batch.freed = {}
+end
+
 -- A task stops running: its slots go back, and each lets one blocked task in. The
 -- caller deletes the task's `slots` field (with others, in one HDEL).
 local function leave_slots(base, tid, slots)
   for scope in string.gmatch(slots, '%S+') do
-    redis.call('SREM', base .. 'running:' .. scope, tid)
-    release_blocked(base, base .. 'blocked:' .. scope, scope)
+    if slot_batch.on then
+      slot_batch.freed[scope] = slot_batch.freed[scope] or {}
+      table.insert(slot_batch.freed[scope], tid)
+    else
+      give_back(base, scope, {tid})
+    end
   end
 end
 
