@@ -46,10 +46,14 @@ for i = 9, #ARGV, 7 do
   local tid, entry, attempt = ARGV[i], ARGV[i + 1], ARGV[i + 2]
   local status, output, err, retry = ARGV[i + 3], ARGV[i + 4], ARGV[i + 5], ARGV[i + 6]
   local hkey = task_key(base, tid)
-  local mine = #redis.call('XPENDING', stream, GROUP, entry, entry, 1, consumer) > 0
-  local cur = redis.call('HMGET', hkey, 'status', 'attempt', 'worker', 'max_attempts', 'entry',
-                         'crashes', 'backoff', 'priority', 'slots')
+  -- finalize's fields (common.lua), then this script's own: read once, for both.
+  local f = redis.call('HMGET', hkey, unpack(FINISH_FIELDS))
+  local cur = {f[8], f[7], f[16], f[17], f[10], f[18], f[19], f[11], f[14]}
   local current = cur[1] == 'RUNNING' and cur[5] == entry
+  -- This attempt's own (RUNNING here, under this entry): the delivery is ours, as only
+  -- a reclaim, which changes the entry, moves it. Otherwise the stream says.
+  local mine = (current and cur[2] == attempt and cur[3] == consumer)
+               or #redis.call('XPENDING', stream, GROUP, entry, entry, 1, consumer) > 0
   if mine and (not current or (cur[2] == attempt and cur[3] == consumer)) then
     -- Our delivery, and either this attempt's or one the task has moved on from.
     redis.call('XACK', stream, GROUP, entry)
@@ -72,7 +76,7 @@ for i = 9, #ARGV, 7 do
     redis.call('HINCRBY', base .. 'counters', 'fenced', 1)
     table.insert(refused, tid)
   elseif status == 'COMPLETED' or retry == 'n' then
-    finalize(base, tid, status, output, err, now, true)
+    finalize(base, tid, status, output, err, now, true, f)
   else
     local failures = tonumber(attempt) - tonumber(cur[6] or '0')
     local allowed = tonumber(cur[4] or default_attempts)
@@ -90,7 +94,7 @@ for i = 9, #ARGV, 7 do
       end
       for _, v in ipairs({tid, failures, allowed, delay}) do table.insert(retried, v) end
     else
-      finalize(base, tid, 'FAILED', output, err, now, true)
+      finalize(base, tid, 'FAILED', output, err, now, true, f)
       local why = retry == 'x' and 'failed, not retryable'
                   or ('out of attempts (' .. failures .. ' of ' .. allowed .. ')')
       dead_letter(base, tid, why, err, now, dead_ttl)

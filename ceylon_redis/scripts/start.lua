@@ -202,8 +202,9 @@ for i = 1, #entries, 2 do
     else
       if fields[13] then count_held(base, role, -1) end
       if fields[13] or fields[14] then redis.call('HDEL', hkey, 'held', 'turn') end
-      local attempt = redis.call('HINCRBY', hkey, 'attempt', 1)
-      local set = {'status', 'RUNNING', 'worker', consumer, 'started_at', now}
+      local attempt = tonumber(fields[8] or '0') + 1
+      local set = {'status', 'RUNNING', 'worker', consumer, 'started_at', now,
+                   'attempt', attempt}
       if bound then  -- it waited in the priority zset: it runs on this entry now
         bindings[#bindings + 1] = entry; bindings[#bindings + 1] = tid
         set[#set + 1] = 'entry'; set[#set + 1] = entry

@@ -352,16 +352,25 @@ end
 -- cancel them, transitively, with the reason. Done here, in the same script
 -- as the state change, so no crash can come between the two. `ran` is true
 -- when a worker's attempt ended here (its wait and run time are measured).
-local function finalize(base, id, status, output, err, now, ran)
+local FINAL_FIELDS = {'role', 'ttl', 'graph', 'reply_to', 'queued_at', 'started_at',
+                      'attempt', 'status', 'enqueued_at', 'entry', 'priority', 'rank', 'held',
+                      'slots', 'depends_on'}
+-- finish.lua's read: FINAL_FIELDS, then its own (16 on).
+local FINISH_FIELDS = {unpack(FINAL_FIELDS)}
+for _, name in ipairs({'worker', 'max_attempts', 'crashes', 'backoff'}) do
+  FINISH_FIELDS[#FINISH_FIELDS + 1] = name
+end
+
+-- `read`: the task's FINAL_FIELDS if the caller read them already (HMGET, unchanged since).
+local function finalize(base, id, status, output, err, now, ran, read)
   local work = {{id, status, output, err, ran}}
   local n = 0
   while #work > 0 do
     local item = table.remove(work)
     local tid, st, out, er = item[1], item[2], item[3], item[4]
     local hkey = task_key(base, tid)
-    local f = redis.call('HMGET', hkey, 'role', 'ttl', 'graph', 'reply_to', 'queued_at',
-                         'started_at', 'attempt', 'status', 'enqueued_at', 'entry',
-                         'priority', 'rank', 'held', 'slots')
+    local f = read or redis.call('HMGET', hkey, unpack(FINAL_FIELDS))
+    read = nil
     local fields = {'status', st, 'finished_at', now, 'success', st == 'COMPLETED' and '1' or '0'}
     if not f[9] and f[10] then  -- never started, enqueued ready: keep when, as the entry goes
       f[9] = entry_time(f[10])
@@ -378,15 +387,17 @@ local function finalize(base, id, status, output, err, now, ran)
     redis.call('HSET', hkey, unpack(fields))
     -- A standalone task keeps the outputs it was given from other partitions
     -- (:xout) as long as itself, for a dead-letter retry; a graph's retry links again.
+    -- Only a task with prerequisites has :xout, :deps or :early.
+    local deps = f[15]
     if f[3] then
       graph_settled(base, f[3], st)
-      redis.call('DEL', hkey .. ':xout')
+      if deps then redis.call('DEL', hkey .. ':xout') end
     else
       local ttl = tonumber(f[2] or '') or DEFAULT_TTL
       redis.call('EXPIRE', hkey, ttl)
-      redis.call('EXPIRE', hkey .. ':xout', ttl)
+      if deps then redis.call('EXPIRE', hkey .. ':xout', ttl) end
     end
-    redis.call('DEL', hkey .. ':deps', hkey .. ':early')
+    if deps then redis.call('DEL', hkey .. ':deps', hkey .. ':early') end
     if f[8] == 'WAITING' or f[8] == 'CANCELLING' then
       redis.call('SREM', waiting_key(base, f[1] or ''), tid)
     elseif f[8] == 'SCHEDULED' then
@@ -410,13 +421,17 @@ local function finalize(base, id, status, output, err, now, ran)
     end
     emit_event(base, tid, f[1] or '', st, f[7], wait_ms, run_ms, now)
     n = n + 1
+    -- Dependents here and in other partitions: one look at both sets for the common
+    -- task that has none.
     local dkey = hkey .. ':dependents'
-    local dependents = redis.call('SMEMBERS', dkey)
-    redis.call('DEL', dkey)
-    for _, dep in ipairs(dependents) do
-      settle_dependent(base, dep, tid, st, er, work)
+    if #redis.call('SUNION', dkey, hkey .. ':xdependents') > 0 then
+      local dependents = redis.call('SMEMBERS', dkey)
+      redis.call('DEL', dkey)
+      for _, dep in ipairs(dependents) do
+        settle_dependent(base, dep, tid, st, er, work)
+      end
+      release_elsewhere(base, hkey, tid, st, st == 'COMPLETED' and out or er)
     end
-    release_elsewhere(base, hkey, tid, st, st == 'COMPLETED' and out or er)
   end
   return n
 end
