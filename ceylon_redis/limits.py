@@ -64,7 +64,8 @@ class LimitSpec:
         prefix = "key_" if per_key else ""
         out: list[str | int | float] = []
         if self.rate is not None:
-            out += [prefix + "rate", self.rate, prefix + "period", self.period_ms,
+            rate = int(self.rate) if self.rate == int(self.rate) else self.rate
+            out += [prefix + "rate", rate, prefix + "period", self.period_ms,
                     prefix + "burst", self.burst or 1]
         if self.concurrency is not None:
             out += [prefix + "concurrency", self.concurrency]

@@ -47,7 +47,8 @@ def _matches(expected: str, actual: str) -> bool:
 def documented_state(redis_url: str, prefix: str, own_daemons: list[Daemon],
                      client: Client) -> Client:
     """Three resize tasks queued (no worker for them), a report waiting on them, one resize
-    task delayed an hour, one long task running on a worker, one dead letter, a schedule."""
+    task delayed an hour, one long task running on a worker, one dead letter, a schedule,
+    a limited role with one task at priority 9."""
     for tid in ("r1", "r2", "r3"):
         client.enqueue("resize", {"path": f"img/{tid}.png"}, task_id=tid)
     client.enqueue("report", {"title": "daily"}, task_id="rep-1", depends_on=["r1", "r2", "r3"])
@@ -61,6 +62,8 @@ def documented_state(redis_url: str, prefix: str, own_daemons: list[Daemon],
     wait_until(lambda: client.get("long-1").status.value == "RUNNING", 10, "long-1 to run")
     client.add_schedule("nightly", "report", {"title": "nightly"}, cron="30 2 * * *",
                         tz="Europe/Paris")
+    client.set_limit("render", rate="100/s", concurrency=20)
+    client.enqueue("render", {"path": "img/poster.png"}, task_id="poster-1", priority=9)
     return client
 
 
