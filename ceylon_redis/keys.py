@@ -21,6 +21,7 @@ key                            type    written by           read by
 ``{P}:blocked:<scope>``        list    start                finish, requeue, limit
 ``{P}:blocking:<role>``        set     start                limit
 ``{P}:held``                   hash    start, finish        ``queues``, ``limit``
+``{P}:buckets:<role>``         set     start                limit
 ``{P}:dead``                   stream  finish, start, reap  ``dead`` CLI, client
 ``{P}:roles``                  set     enqueue, worker      CLI ``queues``
 ``{P}:workers``                zset    worker heartbeat     recovery, CLI
@@ -157,6 +158,14 @@ class Keys:
     def held(self) -> str:
         """Role -> tasks waiting for a limit (a rate's turn or a slot)."""
         return f"{self.base}held"
+
+    def blocked(self, scope: str) -> str:
+        """Task ids waiting for a concurrency slot of the scope, oldest first."""
+        return f"{self.base}blocked:{scope}"
+
+    def blocking(self, role: str) -> str:
+        """The role's scopes with tasks in a ``blocked`` list."""
+        return f"{self.base}blocking:{role}"
 
     def running(self, scope: str) -> str:
         """Task ids holding a concurrency slot of ``<role>`` or ``<role>:<limit key>``."""

@@ -207,3 +207,38 @@ def test_a_turn_reserved_under_a_rate_is_kept_through_a_wait_for_a_slot(env: Env
     assert env.r.get(env.k.base + "bucket:role") == tat   # it did not ask the rate again
     assert "turn" not in env.h("t2") and held(env) == 0
 
+
+
+def test_a_cancel_that_left_slots_behind_gives_them_back_at_the_finish(env: Env) -> None:
+    # a cancel by an older version leaves the running task's slots; its finish frees them
+    set_limit(env, concurrency=1)
+    enqueue(env, ("a", None), ("b", None))
+    (a,) = take(env)
+    env.r.hset(env.k.task("a"), "status", "CANCELLED")   # as that older cancel.lua left it
+    complete(env, a)
+    assert env.r.smembers(env.k.running("role")) == set()
+    assert [t for t, _, _ in take(env)] == ["b"]
+
+
+def test_purge_cancels_the_tasks_waiting_for_a_slot(fake_sync: fakeredis.FakeRedis) -> None:
+    client = Client(prefix="lim", redis=fake_sync)
+    client.set_limit("work", concurrency=1)
+    ids = client.enqueue_many("work", [1, 2, 3])
+    scripts = Scripts.register(fake_sync)
+    fake_sync.xgroup_create(client.keys.stream("work"), "workers", id="0")
+    scripts.start(keys=[client.keys.base], args=["work", "c1", ">", 10])   # 1 runs, 2 wait
+    assert client.purge("work") == 2
+    assert [client.get(t).status for t in ids[1:]] == [TaskStatus.CANCELLED] * 2
+    assert client.limit("work").held == 0
+
+
+def test_changing_a_rate_resets_its_buckets_and_the_turns_reserved_under_it(env: Env) -> None:
+    set_limit(env, rate="1/h")                  # a mistake: meant 1/s
+    enqueue(env, *[(f"t{i}", None) for i in range(3)])
+    take(env)
+    assert float(env.h("t2")["due_at"]) * 1000 > env.now_ms() + 3_600_000
+    set_limit(env, rate="1000/s", burst=10)     # corrected
+    assert not env.r.exists(env.k.base + "bucket:role")
+    assert all("turn" not in env.h(f"t{i}") for i in (1, 2))
+    env.run("promote", [100])
+    assert sorted(t for t, _, _ in take(env)) == ["t1", "t2"]   # at once, under the new rate

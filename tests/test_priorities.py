@@ -186,3 +186,37 @@ def test_the_client_and_cli_take_a_priority_and_refuse_a_bad_one(
     with pytest.raises(ValidationError, match="priority"):
         client.enqueue_graph([TaskDef("work", 3, id="g2", priority=-1)])
     assert snapshot(fake_sync) == before
+
+
+def test_a_start_again_after_a_lost_reply_keeps_its_task_when_a_better_one_arrived(
+        env: Env) -> None:
+    enqueue(env, ("t", None))          # its own entry: queued before any priority
+    pairs = env.read("c1")
+    first = env.start("c1", pairs)     # done by Redis, its reply lost
+    enqueue(env, ("hi", 9))            # a better task arrives meanwhile
+    again = env.start("c1", pairs)
+    assert again == first and first[0][:2] == [b"t", 1]
+    assert env.h("hi")["status"] == "QUEUED"       # still waiting for its placeholder
+    assert [t for t, _, _ in take(env, "c2", 10)] == ["hi"]
+    assert env.pending("c1") == [pairs[0][0]]      # t's entry stays pending: it can finish
+
+
+def test_a_binding_of_a_task_cancelled_between_a_start_and_its_retry_is_dropped(
+        env: Env) -> None:
+    enqueue(env, ("d", None), ("hi", 9))
+    pairs = env.read("c1", count=1)
+    assert env.start("c1", pairs)[0][:2] == [b"hi", 1]   # hi runs on d's entry
+    env.run("cancel", ["no longer", "", "hi"])
+    assert env.start("c1", pairs)[0][1] == 0              # stale now: dropped
+    assert not env.r.hlen(env.k.bound("role"))
+
+
+def test_promote_puts_back_a_placeholder_that_went_missing(env: Env) -> None:
+    enqueue(env, ("hi", 9))
+    env.group()
+    (entry, _), = env.read("old")      # an older worker took the placeholder...
+    env.r.xack(env.k.stream("role"), "workers", entry)
+    env.r.xdel(env.k.stream("role"), entry)  # ...and dead-lettered it
+    assert drain(env) == []
+    env.run("promote", [100])
+    assert drain(env) == ["hi"]

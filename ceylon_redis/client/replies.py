@@ -156,15 +156,17 @@ def purge_reads(pipe: Any, keys: Keys, role: str) -> None:
     pipe.smembers(keys.waiting(role))
     pipe.xinfo_groups(keys.stream(role))
     pipe.zrange(keys.priority(role), 0, -1)
+    pipe.smembers(keys.blocking(role))
 
 
-def purge_start(replies: list[Any]) -> tuple[list[str], str]:
-    """Ids of the scheduled, waiting and prioritized tasks, and where the ready entries
-    begin."""
+def purge_start(replies: list[Any]) -> tuple[list[str], str, list[str]]:
+    """Ids of the scheduled, waiting and prioritized tasks, where the ready entries begin,
+    and the scopes whose lists hold tasks waiting for a concurrency slot."""
     held = [m.decode() for m in [*_list(replies[0]), *(replies[1] or ())]]
     held += [m.decode().rpartition(":")[2] for m in _list(replies[3])]
     start = last_delivered(_list(replies[2]))
-    return held, start if start == "-" else "(" + start
+    scopes = sorted(m.decode() for m in replies[4] or ())
+    return held, start if start == "-" else "(" + start, scopes
 
 
 def ready_page(entries: list[Any]) -> list[str]:

@@ -61,7 +61,12 @@ for i = 9, #ARGV, 7 do
     if cur[8] then unbound[#unbound + 1] = entry end
   end
   if cur[1] == 'CANCELLED' and cur[2] == attempt and cur[3] == consumer then
-    -- cancelled while it ran: the outcome is dropped, as cancel promised
+    -- cancelled while it ran: the outcome is dropped, as cancel promised (a cancel by
+    -- an older version may have left its slots: given back here)
+    if cur[9] then
+      leave_slots(base, tid, cur[9])
+      redis.call('HDEL', hkey, 'slots')
+    end
   elseif mine and cur[1] ~= 'RUNNING' and cur[5] == entry and cur[2] == attempt
          and cur[3] == consumer then
     -- Still this attempt's entry, attempt and worker, but not RUNNING: edited by hand

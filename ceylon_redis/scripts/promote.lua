@@ -29,6 +29,12 @@ for _, role in ipairs(redis.call('SMEMBERS', base .. 'roles')) do
       end
     end
   end
+  -- Prioritized tasks wait but the stream is empty: a placeholder went missing (an
+  -- older worker dead-lettered it). One more lets the best of them run.
+  if redis.call('EXISTS', priority_key(base, role)) == 1
+     and redis.call('XLEN', stream_key(base, role)) == 0 then
+    redis.call('XADD', stream_key(base, role), '*', 'id', PLACEHOLDER)
+  end
   local first = redis.call('ZRANGE', zkey, 0, 0, 'WITHSCORES')
   if #first > 0 then
     local wait = math.max(0, tonumber(first[2]) - now)

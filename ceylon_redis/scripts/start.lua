@@ -126,12 +126,15 @@ local function serve(entry, tid)
     end
     local hkey = task_key(base, tid)
     local own = redis.call('HMGET', hkey, 'status', 'entry', 'enqueued_at')
-    if own[1] == 'QUEUED' and own[2] == entry then
-      redis.call('ZADD', pkey, own_score, own_member)
-      redis.call('HSET', hkey, 'priority', DEFAULT_PRIORITY, 'rank', own_member,
-                 'enqueued_at', own[3] or entry_time(entry))
-      redis.call('HDEL', hkey, 'entry')
+    if own[1] ~= 'QUEUED' or own[2] ~= entry then
+      -- not waiting under this entry: RUNNING on it (a start again after a lost reply)
+      -- or stale; the caller deals with it, and the better task keeps its place
+      return tid, false
     end
+    redis.call('ZADD', pkey, own_score, own_member)
+    redis.call('HSET', hkey, 'priority', DEFAULT_PRIORITY, 'rank', own_member,
+               'enqueued_at', own[3] or entry_time(entry))
+    redis.call('HDEL', hkey, 'entry')
   end
   redis.call('ZREM', pkey, top[1])
   return ranked_task(top[1]), true
@@ -192,6 +195,7 @@ for i = 1, #entries, 2 do
       -- a failover after the write reached the replica). The same attempt, run once.
       table.insert(out, started_item(base, hkey, tid, fields, tonumber(fields[8])))
     elseif status ~= 'QUEUED' or (fields[2] ~= entry and not bound) then
+      if ranked then redis.call('HDEL', bkey, entry) end  -- a binding it may have had
       table.insert(out, drop(entry, tid, 'stale entry: task is ' .. status, false))
     elseif not tonumber(fields[8] or '0') then
       local why = 'task hash is corrupt: attempt is not a number'
@@ -218,6 +222,8 @@ for i = 1, #entries, 2 do
     end
   end
 end
-if #bindings > 0 then redis.call('HSET', bkey, unpack(bindings)) end
-if limits then flush_limits(base, now_ms()) end
+for i = 1, #bindings, 1000 do
+  redis.call('HSET', bkey, unpack(bindings, i, math.min(i + 999, #bindings)))
+end
+if limits then flush_limits(base, role, now_ms()) end
 return out

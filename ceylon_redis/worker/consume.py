@@ -179,9 +179,12 @@ class Reader:
             entries: list[Any] = []
             if lost:
                 async with self.rt.redis.pipeline(transaction=False) as pipe:
+                    # claimed to itself first: fresh, so the heartbeat does not give them
+                    # back as orphans while they start here
+                    pipe.xclaim(stream, GROUP, c.id, 0, lost, justid=True)
                     for entry in lost:
                         pipe.xrange(stream, entry, entry)
-                    found = await pipe.execute()
+                    found = (await pipe.execute())[1:]
                 entries = [page[0] for page in found if page]
         except Exception as exc:
             if not is_outage(exc):

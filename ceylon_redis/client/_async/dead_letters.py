@@ -117,7 +117,9 @@ class AsyncDeadLetters(AsyncGraphs):
     async def _purge_here(self, role: str, reason: str) -> int:
         async with self.redis.pipeline(transaction=False) as pipe:
             purge_reads(pipe, self.keys, role)
-            ids, start = purge_start(await pipe.execute(raise_on_error=False))
+            ids, start, scopes = purge_start(await pipe.execute(raise_on_error=False))
+        for scope in scopes:  # tasks waiting for a concurrency slot
+            ids += [m.decode() for m in await self.redis.lrange(self.keys.blocked(scope), 0, -1)]
         while True:
             page = await self.redis.xrange(self.keys.stream(role), min=start, count=BATCH)
             ids += ready_page(page)

@@ -76,12 +76,16 @@ local function admit(base, role, spec, tid, key, reserved, now)
 end
 
 -- Write what admit() changed: each bucket's turn, each scope's new slot holders.
-local function flush_limits(base, now)
-  for _, b in pairs(buckets) do
+local function flush_limits(base, role, now)
+  local written = {}
+  for scope, b in pairs(buckets) do
     if b.dirty then
       redis.call('SET', b.key, string.format('%.3f', b.tat), 'PX',
                  math.ceil(b.tat - now) + 1000)
+      written[#written + 1] = scope
     end
   end
+  -- which buckets the role has, so that a change of its rates can reset them
+  if #written > 0 then sadd_many(base .. 'buckets:' .. role, written) end
   for scope, ids in pairs(taken) do sadd_many(base .. 'running:' .. scope, ids) end
 end
