@@ -21,10 +21,10 @@ import argparse
 import statistics
 import time
 from collections.abc import Callable
-from typing import Any
 
 import redis
 
+from benchmarks.peers.base import RedisCost
 from benchmarks.redis_server import own_redis
 from benchmarks.throughput import ASYNC_HANDLER, WorkerProcess, delete_namespace
 from ceylon_redis import Client
@@ -63,17 +63,6 @@ VARIANTS: dict[str, Enqueue] = {"none": _none, "one level (9)": _one_level,
                                 "rate + slots": _rate_and_slots}
 
 
-def _cpu(r: redis.Redis) -> float:
-    info: dict[str, Any] = r.info("cpu")
-    return float(info["used_cpu_sys"]) + float(info["used_cpu_user"])
-
-
-def _calls(r: redis.Redis) -> int:
-    stats: dict[str, Any] = r.info("commandstats")
-    return sum(v["calls"] for k, v in stats.items()
-               if k not in ("cmdstat_info", "cmdstat_config", "cmdstat_zcard"))
-
-
 def drain_once(url: str, enqueue: Enqueue, n: int, concurrency: int
                ) -> tuple[float, float, float]:
     """(tasks/s, Redis CPU us per task, Redis commands per task) of one drain."""
@@ -82,8 +71,8 @@ def drain_once(url: str, enqueue: Enqueue, n: int, concurrency: int
     delete_namespace(r, prefix)
     with Client(url, prefix) as client:
         ids = enqueue(client, n)
-        r.config_resetstat()
-        cpu0 = _cpu(r)
+        cost = RedisCost(r)
+        cost.start()
         worker = WorkerProcess(url, prefix, ASYNC_HANDLER, ROLE, concurrency,
                                {"CEYLON_REDIS_LOG_LEVEL": "WARNING"})
         try:
@@ -92,13 +81,13 @@ def drain_once(url: str, enqueue: Enqueue, n: int, concurrency: int
             worker.wait_ready(5)
         finally:
             worker.stop()
-        cpu, calls = _cpu(r) - cpu0, _calls(r)
+        calls, cpu_us = cost.stop()
     wrong = [x for i, x in enumerate(results) if not x.success or x.output != i]
     if wrong:
         raise SystemExit(f"{len(wrong)} wrong results; first {wrong[0]!r}")
     began = worker.ready_at or worker.spawned_at
     r.close()
-    return n / (done - began), cpu * 1e6 / n, calls / n
+    return n / (done - began), cpu_us / n, calls / n
 
 
 def main(argv: list[str] | None = None) -> int:
