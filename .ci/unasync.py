@@ -39,6 +39,8 @@ SUBS = [
     (r"\basync_redis\b", "sync_redis"),
     (r"\brun_each_async\b", "run_each"),
     (r"\bcheck_async\b", "check"),
+    (r"\bimport asyncio\b", "import time"),
+    (r"\basyncio\.sleep\b", "time.sleep"),
     (r"\bAsync([A-Z]\w*)", r"\1"),
 ]
 COMPILED = [(re.compile(p if p.startswith(r"\b") else re.escape(p)), r) for p, r in SUBS]

@@ -27,7 +27,7 @@ import redis
 from benchmarks.peers.base import RedisCost
 from benchmarks.redis_server import own_redis
 from benchmarks.throughput import ASYNC_HANDLER, WorkerProcess, delete_namespace
-from ceylon_redis import Client
+from ceylon_redis import Client, Settings
 
 ROLE = "flow"
 Enqueue = Callable[[Client, int], list[str]]
@@ -63,18 +63,23 @@ VARIANTS: dict[str, Enqueue] = {"none": _none, "one level (9)": _one_level,
                                 "rate + slots": _rate_and_slots}
 
 
-def drain_once(url: str, enqueue: Enqueue, n: int, concurrency: int
+def drain_once(url: str, enqueue: Enqueue, n: int, concurrency: int,
+               handler: str = ASYNC_HANDLER, settings: Settings | None = None
                ) -> tuple[float, float, float]:
-    """(tasks/s, Redis CPU us per task, Redis commands per task) of one drain."""
+    """(tasks/s, Redis CPU us per task, Redis commands per task) of one drain; the
+    worker runs ``handler`` with ``settings``' events cap and progress interval."""
     r = redis.Redis.from_url(url)
     prefix = "bench-flow"
     delete_namespace(r, prefix)
-    with Client(url, prefix) as client:
+    settings = (settings or Settings()).with_(url=url, prefix=prefix)
+    with Client(settings=settings) as client:
         ids = enqueue(client, n)
         cost = RedisCost(r)
         cost.start()
-        worker = WorkerProcess(url, prefix, ASYNC_HANDLER, ROLE, concurrency,
-                               {"CEYLON_REDIS_LOG_LEVEL": "WARNING"})
+        worker = WorkerProcess(url, prefix, handler, ROLE, concurrency, {
+            "CEYLON_REDIS_LOG_LEVEL": "WARNING",
+            "CEYLON_REDIS_EVENTS_MAXLEN": str(settings.events_maxlen),
+            "CEYLON_REDIS_PROGRESS_INTERVAL": str(settings.progress_interval)})
         try:
             results = client.wait_many(ids, timeout=300)
             done = time.perf_counter()
@@ -90,28 +95,36 @@ def drain_once(url: str, enqueue: Enqueue, n: int, concurrency: int
     return n / (done - began), cpu_us / n, calls / n
 
 
+def print_table(runs: dict[str, list[tuple[float, ...]]], base_variant: str,
+                columns: list[tuple[str, str]]) -> None:
+    """One line per variant: median drain rate, its ratio to ``base_variant``'s, the
+    medians of the other figures of each run (``columns``: header, format), every rate."""
+    base = statistics.median(r[0] for r in runs[base_variant])
+    width = max(len(name) for name in runs) + 2
+    print(f"{'variant':<{width}} {'drain/s':>9} {'ratio':>6} "
+          + " ".join(f"{h:>{len(h) + 1}}" for h, _ in columns) + "  runs")
+    for name, rows in runs.items():
+        rate = statistics.median(r[0] for r in rows)
+        figures = " ".join(f"{statistics.median(r[i + 1] for r in rows):>{len(h) + 1}{fmt}}"
+                           for i, (h, fmt) in enumerate(columns))
+        print(f"{name:<{width}} {rate:>9,.0f} {rate / base:>6.2f} {figures}  "
+              + " ".join(f"{r[0]:,.0f}" for r in rows))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", type=int, default=20_000)
     parser.add_argument("--concurrency", type=int, default=100)
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args(argv)
-    runs: dict[str, list[tuple[float, float, float]]] = {v: [] for v in VARIANTS}
+    runs: dict[str, list[tuple[float, ...]]] = {v: [] for v in VARIANTS}
     with own_redis() as url:
         for _ in range(args.repeat):
             for name, enqueue in VARIANTS.items():
                 runs[name].append(drain_once(url, enqueue, args.tasks, args.concurrency))
-    base = statistics.median(r[0] for r in runs["none"])
     print(f"{args.tasks:,} no-op tasks, 1 worker, concurrency {args.concurrency}, "
           f"median of {args.repeat} (variants in turn)")
-    print(f"{'variant':<16} {'drain/s':>9} {'ratio':>6} {'Redis us/task':>14} "
-          f"{'cmds/task':>10}  runs")
-    for name, rows in runs.items():
-        rate = statistics.median(r[0] for r in rows)
-        print(f"{name:<16} {rate:>9,.0f} {rate / base:>6.2f} "
-              f"{statistics.median(r[1] for r in rows):>14.1f} "
-              f"{statistics.median(r[2] for r in rows):>10.2f}  "
-              + " ".join(f"{r[0]:,.0f}" for r in rows))
+    print_table(runs, "none", [("Redis us/task", ".1f"), ("cmds/task", ".2f")])
     return 0
 
 

@@ -1,8 +1,10 @@
-"""No-op handlers the benchmark workers run: each returns its input unchanged."""
+"""Handlers the benchmark workers run: each returns its input unchanged."""
 
 from __future__ import annotations
 
 from typing import Any
+
+from ceylon_redis import current_task
 
 
 async def noop_async(data: Any) -> Any:
@@ -12,4 +14,12 @@ async def noop_async(data: Any) -> Any:
 
 def noop_sync(data: Any) -> Any:
     """A sync handler (run in the worker's thread pool) that returns its input."""
+    return data
+
+
+async def progress_10_async(data: Any) -> Any:
+    """An async no-op that reports its progress ten times before returning its input."""
+    ctx = current_task()
+    for i in range(1, 11):
+        ctx.progress(i / 10)
     return data

@@ -33,9 +33,11 @@ from .models import (
     QueueInfo,
     RoleStats,
     Stats,
+    TaskEvent,
     TaskInfo,
     TaskResult,
     TaskStatus,
+    TaskUpdate,
     WorkerInfo,
 )
 from .playground import Task, TaskManager, TaskProcessingPlayground
@@ -81,6 +83,7 @@ __all__ = [
     "Task",
     "TaskContext",
     "TaskDef",
+    "TaskEvent",
     "TaskExistsError",
     "TaskInfo",
     "TaskManager",
@@ -88,6 +91,7 @@ __all__ = [
     "TaskResult",
     "TaskStatus",
     "TaskTimeoutError",
+    "TaskUpdate",
     "UnknownScheduleError",
     "UnknownTaskError",
     "ValidationError",

@@ -64,7 +64,7 @@ class Coordinator:
         self.redis: Any = (redis_client if redis_client is not None
                            else daemon_redis(self.settings))
         self._owns_redis = redis_client is None
-        self.scripts = Scripts.register(self.redis)
+        self.scripts = Scripts.register(self.redis, self.settings.events_maxlen)
         self.id = (f"coordinator-{socket.gethostname()[:24]}-{os.getpid()}-"
                    f"{uuid.uuid4().hex[:6]}")
         self.applied = 0

@@ -29,6 +29,7 @@ key                            type    written by           read by
 ``{P}:graph:<id>``             hash    enqueue, finish      graph handle, CLI
 ``{P}:graph:<id>:tasks``       set     enqueue              graph handle
 ``{P}:events``                 stream  finish, cancel       coordinator (group)
+``{P}:lifecycle``              stream  every transition     ``events`` (CLI, clients)
 ``{P}:stats:<role>``           hash    coordinator          ``stats``
 ``{P}:coordinators``           zset    coordinator          ``queues``, ``stats``
 ``{P}:partitions``             string  first process        every process
@@ -189,6 +190,11 @@ class Keys:
     @property
     def events(self) -> str:
         return f"{self.base}events"
+
+    @property
+    def lifecycle(self) -> str:
+        """Every transition of every task (common.lua's note_event), capped."""
+        return f"{self.base}lifecycle"
 
     @property
     def coordinators(self) -> str:

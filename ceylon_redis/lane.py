@@ -63,7 +63,8 @@ def _checkout_args(pool: Any) -> tuple[str, ...]:
 
 
 def _command(script: Any, keys: list[str], args: list[Any]) -> tuple[Any, ...]:
-    return ("EVALSHA", script.sha, len(keys), *keys, *args)
+    head = getattr(script, "head", ())  # scripts.CappedScript's arguments that lead
+    return ("EVALSHA", script.sha, len(keys), *keys, *head, *args)
 
 
 def _stale(conn: Any) -> bool:

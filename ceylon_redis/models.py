@@ -89,6 +89,12 @@ class TaskInfo(BaseModel):
     """Set once the task is final."""
     error: str | None = None
     """The latest error, also of an attempt that is being retried."""
+    progress: float | None = None
+    """How far the running attempt has got, 0 to 1, as its handler last reported
+    (``current_task().progress``); None until it reports. A new attempt starts afresh."""
+    progress_info: Any = None
+    """What the handler reported with its progress (any JSON value), if anything."""
+    progress_at: dt.datetime | None = None
 
     @property
     def queue_wait(self) -> float | None:
@@ -248,3 +254,45 @@ class Stats(BaseModel):
     roles: list[RoleStats]
     coordinators_alive: int
     """Coordinators with a fresh heartbeat: statistics move only while one runs."""
+
+
+EventKind = Literal["enqueued", "tick", "released", "queued", "held", "started", "progress",
+                    "retried", "requeued", "unstarted", "completed", "failed", "cancelled",
+                    "dead", "resubmitted"]
+"""What happened to a task, as the lifecycle stream says (docs/api.md lists each)."""
+
+
+class TaskEvent(BaseModel):
+    """One transition of one task, from the lifecycle stream (``client.events()``)."""
+
+    id: str
+    """The stream entry that holds it (events of one script call share an entry):
+    ``client.events(since=id)`` goes on after that entry."""
+    kind: EventKind
+    role: str
+    task_id: str
+    status: TaskStatus
+    """The status the task reached by it."""
+    attempt: int | None = None
+    """For started, progress, retried, requeued, unstarted and final events."""
+    progress: float | None = None
+    """For progress events."""
+    worker: str | None = None
+    """The worker whose script call made it, if a worker's."""
+    at: dt.datetime
+    """When, on Redis's clock (the entry's time, to the millisecond)."""
+
+
+class TaskUpdate(BaseModel):
+    """What ``client.watch(task_id)`` yields at each change it sees: the task's state now."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    task_id: str
+    status: TaskStatus
+    attempt: int = 0
+    progress: float | None = None
+    progress_info: Any = None
+    worker: str | None = None
+    result: TaskResult | None = None
+    """Set on the last update, once the task is final."""

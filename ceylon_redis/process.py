@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextvars
 import datetime as dt
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -45,6 +46,16 @@ class TaskContext:
     """Failed or cancelled prerequisite id -> its error (edges with on_failure="run")."""
     scheduled_at: dt.datetime | None = None
     """For a task a schedule enqueued: the tick it is for (aware, UTC), else None."""
+    _report: Callable[[Any, Any], None] | None = field(default=None, repr=False, compare=False)
+
+    def progress(self, fraction: float, info: Any = None) -> None:
+        """Report how far this attempt has got: ``fraction`` from 0 to 1, and any JSON
+        ``info`` (say ``{"step": "upload"}``). It returns at once; the worker writes the
+        latest report within ``Settings.progress_interval`` seconds, for ``client.watch``,
+        ``ceylon-redis task ID --follow`` and the lifecycle stream."""
+        if self._report is None:
+            raise RuntimeError("progress can be reported only from a task a worker runs")
+        self._report(fraction, info)
 
 
 _current: contextvars.ContextVar[TaskContext] = contextvars.ContextVar("ceylon_redis_task")

@@ -23,7 +23,9 @@ from .models import (
     TaskStatus,
     WorkerInfo,
 )
+from .progress import decode_fraction, decode_info
 from .settings import Settings
+from .tracing import current_traceparent
 
 _POLICY_CODES = {"cancel": "c", "run": "r", "ignore": "i"}
 _FINAL = {s.value for s in TaskStatus if s.is_final}
@@ -92,6 +94,8 @@ class TaskSpec:
     """0 to 9, higher first (see ``check_priority``)."""
     limit_key: str = ""
     """What a per-key limit of the role counts this task under ('' for none)."""
+    trace: str = ""
+    """The producer's W3C traceparent (tracing.py), '' for none."""
     linked: frozenset[str] = frozenset()
     """Prerequisites registered beforehand from another partition (link.lua)."""
 
@@ -104,7 +108,8 @@ class TaskSpec:
         ttl = "" if self.ttl == SCRIPT_DEFAULT_TTL else self.ttl
         fields = [self.id, self.role, self.name, _opt(self.max_attempts), ttl, self.reply_to,
                   _opt(self.backoff_ms), _opt(self.timeout_ms), self.due,
-                "" if self.priority == DEFAULT_PRIORITY else self.priority, self.limit_key]
+                "" if self.priority == DEFAULT_PRIORITY else self.priority, self.limit_key,
+                  self.trace]
         for dep, policy in self.depends_on:
             fields += (dep, policy_code(policy, dep in self.linked))
         return ["\n".join(map(str, fields)), self.data]
@@ -194,7 +199,7 @@ def make_spec(settings: Settings, role: str, data: Any, *, name: str | None = No
                     backoff_ms=_seconds("backoff", backoff, positive=False),
                     timeout_ms=_seconds("timeout", timeout, positive=True),
                     due=due_arg(delay, at), priority=check_priority(priority),
-                    limit_key=check_limit_key(limit_key))
+                    limit_key=check_limit_key(limit_key), trace=current_traceparent())
 
 
 def make_specs(settings: Settings, role: str, items: Iterable[Any],
@@ -230,7 +235,7 @@ def make_specs(settings: Settings, role: str, items: Iterable[Any],
                               max_attempts=first.max_attempts, ttl=first.ttl,
                               backoff_ms=first.backoff_ms, timeout_ms=first.timeout_ms,
                               due=first.due, priority=first.priority,
-                              limit_key=first.limit_key))
+                              limit_key=first.limit_key, trace=first.trace))
     return specs
 
 
@@ -356,7 +361,10 @@ def parse_task(task_id: str, raw: Mapping[bytes, bytes]) -> TaskInfo:
         enqueued_at=_time(f.get("enqueued_at") or _entry_seconds(f.get("entry"))),
         started_at=_time(f.get("started_at")),
         finished_at=_time(f.get("finished_at")), data=_decode_or_none(f.get("data"), "data"),
-        result=result, error=error, crashes=number("crashes") or 0)
+        result=result, error=error, crashes=number("crashes") or 0,
+        progress=decode_fraction(f.get("progress")),
+        progress_info=decode_info(f.get("progress_info")),
+        progress_at=_time(f.get("progress_at")))
 
 
 def parse_notification(message: bytes) -> TaskResult:
@@ -465,6 +473,8 @@ class Started:
     """Seconds this attempt may run, when the task was enqueued with a timeout."""
     tick: float | None = None
     """Epoch seconds of the schedule's tick that enqueued the task, if one did."""
+    trace: str = ""
+    """The producer's W3C traceparent, if it enqueued within a trace (tracing.py)."""
 
 
 def parse_started(item: Sequence[Any]) -> Started:
@@ -473,9 +483,9 @@ def parse_started(item: Sequence[Any]) -> Started:
         return Started(tid, 0, reason=_text(item[2]))
     timeout = int(item[4]) / 1000 if item[4] else None
     tick = int(item[5]) / 1000 if item[5] else None
-    n_failed = int(item[6])
-    cut = 7 + 2 * n_failed
-    failed = {_text(item[i]): _text(item[i + 1]) for i in range(7, cut, 2)}
+    n_failed = int(item[7])
+    cut = 8 + 2 * n_failed
+    failed = {_text(item[i]): _text(item[i + 1]) for i in range(8, cut, 2)}
     outputs = {_text(item[i]): item[i + 1] for i in range(cut, len(item), 2)}
     return Started(tid, attempt, _text(item[2]), item[3], outputs, failed, timeout=timeout,
-                   tick=tick)
+                   tick=tick, trace=_text(item[6]))

@@ -15,6 +15,10 @@ from .keys import check_name
 DEFAULT_URL = "redis://localhost:6379/0"
 DEFAULT_PREFIX = "ceylon"
 MAX_PARTITIONS = 64
+DEFAULT_EVENTS_MAXLEN = 250_000
+"""Entries the lifecycle stream keeps by default: a day of some 70,000 tasks moved one at a
+time (about 3.5 entries each, 68 bytes an entry: 17 MB); an entry holds up to 16 tasks'
+transitions, so at most about 160 MB (docs/architecture.md, Progress and events)."""
 
 URL_ENV = ("CEYLON_REDIS_URL", "REDIS_URL")
 """Variables naming the Redis URL, the first set one winning."""
@@ -24,7 +28,7 @@ _NUMBERS_FROM_ENV: tuple[tuple[str, Callable[[str], Any]], ...] = (
     ("heartbeat_interval", float), ("retry_backoff", float), ("retry_backoff_max", float),
     ("retry_jitter", float), ("task_timeout", float), ("dead_letter_ttl", int),
     ("socket_timeout", float), ("wait_replicas", int), ("wait_timeout", float),
-    ("partitions", int))
+    ("partitions", int), ("events_maxlen", int), ("progress_interval", float))
 """Fields ``Settings.from_env`` reads from ``CEYLON_REDIS_<FIELD>``, with their types."""
 ENV_VARS: tuple[str, ...] = (*URL_ENV, PREFIX_ENV,
                              *(f"CEYLON_REDIS_{name.upper()}" for name, _ in _NUMBERS_FROM_ENV))
@@ -88,6 +92,14 @@ class Settings:
     one busy role can use every shard. Recorded in Redis by the first process; every process
     of the namespace must agree (see partitions.py)."""
 
+    events_maxlen: int = DEFAULT_EVENTS_MAXLEN
+    """Entries kept in the lifecycle stream ``{P}:lifecycle``, trimmed approximately (MAXLEN
+    ~); 0 writes no lifecycle events. Every process of a namespace should agree: each
+    writes the transitions its own script calls make."""
+    progress_interval: float = 0.25
+    """Seconds between a worker's writes of the progress its running tasks report: reports
+    in between are coalesced, the latest one per task written."""
+
     def __post_init__(self) -> None:
         check_name("prefix", self.prefix)
         if not isinstance(self.partitions, int) or not 1 <= self.partitions <= MAX_PARTITIONS:
@@ -113,6 +125,12 @@ class Settings:
         if self.wait_replicas and self.url.lower().startswith("redis+cluster://"):
             raise ValidationError("wait_replicas is not supported on a Redis Cluster (a WAIT "
                                   "must share the connection of the writes it waits for)")
+        if (not isinstance(self.events_maxlen, int) or isinstance(self.events_maxlen, bool)
+                or self.events_maxlen < 0):
+            raise ValidationError(f"events_maxlen must be a whole number, 0 or more (0: no "
+                                  f"lifecycle events), not {self.events_maxlen!r}")
+        if not 0 < self.progress_interval < math.inf:
+            raise ValidationError("progress_interval must be a positive number of seconds")
         if not 0 < self.socket_timeout < math.inf:  # also rejects NaN
             raise ValidationError("socket_timeout must be a positive number of seconds")
 

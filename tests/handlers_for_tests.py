@@ -201,3 +201,16 @@ async def flaky(data: Any) -> Any:
     if isinstance(data, dict) and data.get("fail_first") and ctx.attempt == 1:
         raise RuntimeError(f"{ctx.id} fails its first attempt")
     return {"task": ctx.id, "attempt": ctx.attempt}
+
+
+async def progressing(data: Any) -> Any:
+    """Reports ``data['steps']`` progress steps ``data['sleep']`` seconds apart (with the
+    step as info); fails its first attempt when ``data['fail_first']``."""
+    ctx = current_task()
+    steps, pause = int(data.get("steps", 10)), float(data.get("sleep", 0))
+    for i in range(1, steps + 1):
+        ctx.progress(i / steps, {"step": i})
+        await asyncio.sleep(pause)
+    if data.get("fail_first") and ctx.attempt == 1:
+        raise RuntimeError(f"{ctx.id} fails its first attempt")
+    return steps

@@ -17,7 +17,9 @@ BUDGET = 12.5
 """Commands per task of enqueue_many + run + finish, no waiter: 12.16 measured on
 2026-12-03 (HSET 3: enqueue, start, finish; HMGET 2: start, finish; EXISTS at enqueue,
 the id's check; EXPIRE, HDEL, XACK, XDEL at finish; SUNION, finish's one look for
-dependents; XADD 1; the script calls, reads and heartbeats amortised over batches).
+dependents; XADD 1.14: the coordinators' outcome event, and the lifecycle stream's one
+entry per 16 tasks a call moves alike; the script calls, reads and heartbeats amortised
+over batches; 12.23 with the lifecycle stream, 2026-12-04).
 It was 19.15 before a plain task skipped the keys only tasks with prerequisites or
 dependents have, start wrote the attempt in its HSET, and finish read the hash once.
 The failure prints the breakdown; lower the budget when a change saves."""

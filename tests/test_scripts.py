@@ -280,8 +280,8 @@ def test_start_marks_running_and_counts_the_attempt(env: Env) -> None:
     pairs = env.read("c1")
     items = env.start("c1", pairs)
     assert len(items) == 1
-    tid, attempt, name, data, timeout, tick, failed = items[0]
-    assert (timeout, tick, failed) == (b"", b"", 0)
+    tid, attempt, name, data, timeout, tick, trace, failed = items[0]
+    assert (timeout, tick, trace, failed) == (b"", b"", b"", 0)
     assert (tid, attempt, name) == (b"t1", 1, b"nm")
     assert decode(data) == {"k": "v"}
     h = env.h("t1")
@@ -390,8 +390,8 @@ def test_start_returns_prerequisites_outputs(env: Env) -> None:
     pairs = env.read("c1")
     (item,) = env.start("c1", pairs)
     assert item[:2] == [b"c", 1]
-    assert item[4:7] == [b"", b"", 0]  # no timeout of its own, no tick, no failed ones
-    deps = dict(zip(item[7::2], item[8::2]))
+    assert item[4:8] == [b"", b"", b"", 0]  # no timeout of its own, tick, trace, failed ones
+    deps = dict(zip(item[8::2], item[9::2]))
     assert decode(deps[b"a"]) == {"from": "a"}
     assert deps[b"b"] == b""
 

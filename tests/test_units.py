@@ -304,7 +304,7 @@ def test_make_spec_encodes_and_fills_defaults() -> None:
     assert spec.prerequisites == ["d1", "d2"]
     assert list(spec.depends_on) == [("d1", "cancel"), ("d2", "cancel")]
     assert (spec.max_attempts, spec.ttl, spec.name) == (None, 99, "")  # the worker's default
-    assert spec.args() == [f"{spec.id}\nrole\n\n\n99\n\n\n\n\n\n\nd1\nc\nd2\nc", spec.data]
+    assert spec.args() == [f"{spec.id}\nrole\n\n\n99\n\n\n\n\n\n\n\nd1\nc\nd2\nc", spec.data]
     other = make_spec(s, "role", None, name="n", task_id="given", max_attempts=5, result_ttl=7)
     assert (other.id, other.name, other.max_attempts, other.ttl) == ("given", "n", 5, 7)
 
@@ -487,6 +487,7 @@ PUBLIC_API = [
     "Task",
     "TaskContext",
     "TaskDef",
+    "TaskEvent",
     "TaskExistsError",
     "TaskInfo",
     "TaskManager",
@@ -494,6 +495,7 @@ PUBLIC_API = [
     "TaskResult",
     "TaskStatus",
     "TaskTimeoutError",
+    "TaskUpdate",
     "UnknownScheduleError",
     "UnknownTaskError",
     "ValidationError",

@@ -2,22 +2,38 @@
 
 from __future__ import annotations
 
+import sys
+
 import click
 
 from ..client import Client
 from ..codec import Undecodable
+from ..errors import TaskTimeoutError
 from ..protocol import DEFAULT_PRIORITY
 from .common import connection_options, dumps, emit, friendly_errors, plural, unknown_role
+from .events import follow_task
 
 
 @click.command()
 @click.argument("task_id")
+@click.option("--follow", "-f", is_flag=True,
+              help="Watch it to its end first: a progress bar on a terminal, a line per "
+                   "change otherwise; exit 3 unless it completes.")
+@click.option("--timeout", type=float, default=None,
+              help="With --follow: give up after this many seconds (exit 4).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @connection_options
 @friendly_errors
-def task(task_id: str, as_json: bool, url: str | None, prefix: str | None) -> None:
-    """Show a task: status, attempts, worker, timings, result."""
+def task(task_id: str, follow: bool, timeout: float | None, as_json: bool, url: str | None,
+         prefix: str | None) -> None:
+    """Show a task: status, attempts, worker, timings, progress, result."""
     with Client(url, prefix) as client:
+        if follow:
+            try:
+                follow_task(client, task_id, timeout)
+            except TaskTimeoutError as exc:
+                click.echo(f"error: {exc}", err=True)
+                sys.exit(4)
         info = client.get(task_id)
 
     def text() -> str:
@@ -41,6 +57,10 @@ def task(task_id: str, as_json: bool, url: str | None, prefix: str | None) -> No
         if info.held:
             lines.append("held:        waiting for a limit of its role (a rate's turn, or a "
                          "free slot)")
+        if info.progress is not None:
+            lines.append(f"progress:    {info.progress:.0%}"
+                         + (f" {dumps(info.progress_info)}" if info.progress_info is not None
+                            else ""))
         if info.depends_on:
             lines.append(f"depends on:  {' '.join(info.depends_on)}")
         if info.queue_wait is not None:
@@ -59,6 +79,8 @@ def task(task_id: str, as_json: bool, url: str | None, prefix: str | None) -> No
 
     emit(as_json, lambda: {**dict(info), "result": dict(info.result) if info.result else None},
          text)
+    if follow and info.status.value != "COMPLETED":
+        sys.exit(3)
 
 
 def _shown(value: object) -> str:

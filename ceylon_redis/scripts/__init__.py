@@ -3,7 +3,9 @@
 Each ``.lua`` file here opens with a header naming its KEYS, ARGV and reply.
 A line ``--!include NAME`` is replaced by ``includes/NAME`` at load time.
 redis-py's Script objects run EVALSHA and load the script again after a
-NOSCRIPT reply (SCRIPT FLUSH, a restarted or failed-over Redis).
+NOSCRIPT reply (SCRIPT FLUSH, a restarted or failed-over Redis). Every script
+that includes common.lua takes the lifecycle stream's cap (Settings.events_maxlen)
+as its first argument: ``Scripts`` prepends it, so call sites pass only their own.
 """
 
 from __future__ import annotations
@@ -19,11 +21,12 @@ import redis
 import redis.asyncio as aioredis
 
 from ..lane import arun_script, run_script
+from ..settings import DEFAULT_EVENTS_MAXLEN
 
 _INCLUDE = re.compile(r"^--!include (\S+)$", re.MULTILINE)
 NAMES = ("enqueue", "start", "finish", "requeue", "reap", "heartbeat", "watch", "cancel",
          "graph_retry", "stats", "promote", "dead_retry", "clock", "link", "release",
-         "schedule", "schedules_due", "tick", "limit")
+         "schedule", "schedules_due", "tick", "limit", "progress")
 
 
 @functools.cache
@@ -41,6 +44,27 @@ def script_protocol() -> str:
     for name in NAMES:
         digest.update(source(name).encode())
     return digest.hexdigest()[:12]
+
+
+class CappedScript:
+    """A registered script whose every call carries the lifecycle cap ahead of its own
+    arguments (lane.py sends ``head`` too)."""
+
+    __slots__ = ("head", "script", "sha")
+
+    def __init__(self, script: Any, events_maxlen: int) -> None:
+        self.script = script
+        self.head = [events_maxlen]
+        self.sha = script.sha
+
+    def __call__(self, keys: list[Any] | None = None, args: list[Any] | None = None,
+                 client: Any = None) -> Any:
+        return self.script(keys=keys, args=[*self.head, *(args or ())], client=client)
+
+
+def takes_cap(name: str) -> bool:
+    """Whether script ``name`` includes common.lua, so takes the lifecycle cap first."""
+    return "--!include common.lua" in (resources.files(__name__) / f"{name}.lua").read_text()
 
 
 @dataclass(frozen=True)
@@ -66,10 +90,20 @@ class Scripts:
     schedules_due: Any
     tick: Any
     limit: Any
+    progress: Any
 
     @classmethod
-    def register(cls, redis: Any) -> Scripts:
-        return cls(**{name: redis.register_script(source(name)) for name in NAMES})
+    def register(cls, redis: Any, events_maxlen: int = DEFAULT_EVENTS_MAXLEN) -> Scripts:
+        """Register every script on ``redis``; ``events_maxlen`` caps the lifecycle stream
+        (0: no lifecycle events)."""
+        made = {}
+        for name in NAMES:
+            script = redis.register_script(source(name))
+            made[name] = CappedScript(script, events_maxlen) if _CAPPED[name] else script
+        return cls(**made)
+
+
+_CAPPED = {name: takes_cap(name) for name in NAMES}
 
 
 def is_cluster(client: Any) -> bool:

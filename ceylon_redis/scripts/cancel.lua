@@ -50,4 +50,5 @@ for _, tid in ipairs(ids) do
     cancelled = cancelled + finalize(base, tid, 'CANCELLED', '', reason, now, false)
   end
 end
+flush_events(base)
 return {'OK', cancelled, before}

@@ -27,6 +27,7 @@ for _, tid in ipairs(ARGV) do
     redis.call('PERSIST', hkey)
     redis.call('PERSIST', hkey .. ':xout')
     push_ready(base, tid, hkey, f[4])
+    note_event('resubmitted', f[4] or '', 'QUEUED', tid)
     retried = retried + 1
   end
   if why then
@@ -34,4 +35,5 @@ for _, tid in ipairs(ARGV) do
     table.insert(skipped, why)
   end
 end
+flush_events(base)
 return {retried, graphs, skipped}

@@ -8,7 +8,8 @@
 --          then not stored), reply_to, backoff (first retry delay, ms), timeout (ms),
 --          due (when to run: '+ms' from now or absolute ms on Redis's clock),
 --          priority (0-9, higher first; '' for the default, 5), limit key ('' for
---          none: the key a per-key limit of the role counts it under),
+--          none: the key a per-key limit of the role counts it under), trace (the
+--          producer's W3C traceparent, '' for none),
 --          then one line per prerequisite and its policy, alternating
 --          (c = cancel this task if it fails, r = run anyway, i = ignore the edge;
 --          upper case C R I: the prerequisite lives in another partition, where
@@ -18,21 +19,21 @@
 --          defaults apply, and the task runs as soon as it is ready.
 --          A prerequisite may be a task earlier or later in the same call.
 --          One header per task, not one argument per field: redis-py packs each
---          argument on its own, so two cost the client about half what eleven did.
+--          argument on its own, so two cost the client about half what twelve would.
 -- Returns  {'OK', ready (queued or scheduled), waiting}
 --          {'ERR', 'EXISTS'|'UNKNOWN'|'DEPENDENCY'|'INVALID', detail}; nothing written
 --!include common.lua
 
-local OPTIONAL_FIELDS = {'max_attempts', 'reply_to', 'backoff', 'timeout', 'limit_key'}
+local OPTIONAL_FIELDS = {'max_attempts', 'reply_to', 'backoff', 'timeout', 'limit_key', 'trace'}
 local base, gid, gttl = KEYS[1], ARGV[1], ARGV[2]
 local n = tonumber(ARGV[3])
 local tasks, in_batch = {}, {}
--- The header's eleven fixed lines, then the rest: '' or "\n<dep>\n<policy>..." pairs.
-local HEADER = '^' .. string.rep('([^\n]*)\n', 10) .. '([^\n]*)(.*)$'
+-- The header's twelve fixed lines, then the rest: '' or "\n<dep>\n<policy>..." pairs.
+local HEADER = '^' .. string.rep('([^\n]*)\n', 11) .. '([^\n]*)(.*)$'
 for t = 1, n do
   local header = ARGV[2 + 2 * t]
   local id, role, name, max_attempts, ttl, reply_to, backoff, timeout, due, priority,
-        limit_key, edges = string.match(header, HEADER)
+        limit_key, trace, edges = string.match(header, HEADER)
   if not id or select(2, string.gsub(edges, '\n', '')) % 2 == 1 then
     return {'ERR', 'INVALID', 'task #' .. t .. ' has a malformed header'}
   end
@@ -42,7 +43,8 @@ for t = 1, n do
   local task = {id = id, role = role, name = name, data = ARGV[3 + 2 * t],
                 max_attempts = max_attempts, ttl = ttl, reply_to = reply_to,
                 backoff = backoff, timeout = timeout, due = due,
-                priority = tonumber(priority) or DEFAULT_PRIORITY, limit_key = limit_key}
+                priority = tonumber(priority) or DEFAULT_PRIORITY, limit_key = limit_key,
+                trace = trace}
   task.deps, task.policy = {}, {}
   for dep, policy in string.gmatch(edges, '\n([^\n]*)\n([^\n]*)') do
     local lower = string.lower(policy)
@@ -154,6 +156,7 @@ for _, task in ipairs(tasks) do
     fields[#fields + 1] = 'rank'
     fields[#fields + 1] = push_prioritized(base, task.id, task.role, task.priority)
     redis.call('HSET', hkey, unpack(fields))
+    note_event('enqueued', task.role, 'QUEUED', task.id)
     queued = queued + 1
   elseif #task.pending == 0 and not due_at then
     -- Ready now: on the stream, and QUEUED, in the same HSET. Neither enqueued_at
@@ -164,16 +167,19 @@ for _, task in ipairs(tasks) do
     fields[#fields + 1] = 'status'; fields[#fields + 1] = 'QUEUED'
     fields[#fields + 1] = 'entry'; fields[#fields + 1] = entry
     redis.call('HSET', hkey, unpack(fields))
+    note_event('enqueued', task.role, 'QUEUED', task.id)
     queued = queued + 1
   elseif #task.pending == 0 then
     fields[#fields + 1] = 'enqueued_at'; fields[#fields + 1] = now_str()
     redis.call('HSET', hkey, unpack(fields))
-    release(base, task.id, hkey, task.role, due_at, false)
+    note_event('enqueued', task.role, release(base, task.id, hkey, task.role, due_at, false),
+               task.id)
     queued = queued + 1
   else
     fields[#fields + 1] = 'enqueued_at'; fields[#fields + 1] = now_str()
     redis.call('HSET', hkey, unpack(fields))
     park(base, task.id, hkey, task.role)
+    note_event('enqueued', task.role, 'WAITING', task.id)
     for _, dep in ipairs(task.pending) do
       redis.call('HSET', hkey .. ':deps', dep, task.policy[dep])
       if not (task.external and task.external[dep]) then
@@ -194,4 +200,5 @@ for _, task in ipairs(tasks) do
     redis.call('DEL', task_key(base, task.id) .. ':early')
   end
 end
+flush_events(base)
 return {'OK', queued, waiting}

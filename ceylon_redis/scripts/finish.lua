@@ -33,6 +33,7 @@ local longest, jitter, dead_ttl = tonumber(ARGV[6]), tonumber(ARGV[7]), ARGV[8]
 local stream = stream_key(base, role)
 local now = now_str()
 local refused, dead, retried = {}, {}, {}
+journal.worker = consumer
 slot_batch.on = true  -- slots freed by these outcomes go back together, at the end
 local unbound = {}  -- entries of prioritized tasks ({P}:bound:<role>), deleted at the end
 
@@ -46,9 +47,9 @@ for i = 9, #ARGV, 7 do
   local tid, entry, attempt = ARGV[i], ARGV[i + 1], ARGV[i + 2]
   local status, output, err, retry = ARGV[i + 3], ARGV[i + 4], ARGV[i + 5], ARGV[i + 6]
   local hkey = task_key(base, tid)
-  -- finalize's fields (common.lua), then this script's own: read once, for both.
+  -- finalize's fields (common.lua), then this script's own (17 on): read once, for both.
   local f = redis.call('HMGET', hkey, unpack(FINISH_FIELDS))
-  local cur = {f[8], f[7], f[16], f[17], f[10], f[18], f[19], f[11], f[14]}
+  local cur = {f[8], f[7], f[17], f[18], f[10], f[19], f[20], f[11], f[14]}
   local current = cur[1] == 'RUNNING' and cur[5] == entry
   -- This attempt's own (RUNNING here, under this entry): the delivery is ours, as only
   -- a reclaim, which changes the entry, moves it. Otherwise the stream says.
@@ -97,6 +98,7 @@ for i = 9, #ARGV, 7 do
       else
         push_ready(base, tid, hkey, role)
       end
+      note_event('retried', role, delay > 0 and 'SCHEDULED' or 'QUEUED', tid, attempt)
       for _, v in ipairs({tid, failures, allowed, delay}) do table.insert(retried, v) end
     else
       finalize(base, tid, 'FAILED', output, err, now, true, f)
@@ -110,4 +112,5 @@ for i = 9, #ARGV, 7 do
 end
 flush_slots(base)
 if #unbound > 0 then redis.call('HDEL', bound_key(base, role), unpack(unbound)) end
+flush_events(base)
 return {refused, dead, retried}

@@ -106,8 +106,10 @@ for _, tid in ipairs(ids) do
     if #failed_deps > 0 then redis.call('HSET', hkey, 'failed_deps', table.concat(failed_deps, ' ')) end
     if #pending == 0 then
       push_ready(base, tid, hkey, t.role)
+      note_event('resubmitted', t.role or '', 'QUEUED', tid)
     else
       park(base, tid, hkey, t.role)
+      note_event('resubmitted', t.role or '', 'WAITING', tid)
       for _, dep in ipairs(pending) do
         redis.call('HSET', hkey .. ':deps', dep, t.policy[dep] or 'c')
         if not outside(dep) then redis.call('SADD', task_key(base, dep) .. ':dependents', tid) end
@@ -122,4 +124,5 @@ if n > 0 then
   redis.call('PERSIST', gkey .. ':tasks')
   for _, tid in ipairs(ids) do redis.call('PERSIST', task_key(base, tid)) end
 end
+flush_events(base)
 return {'OK', n, relink}

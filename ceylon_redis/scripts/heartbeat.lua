@@ -17,6 +17,7 @@ local base, wid, orphan_ms, dead_ttl = KEYS[1], ARGV[1], tonumber(ARGV[2]), ARGV
 local nf = tonumber(ARGV[4])
 local now = now_ms()
 local wkey = base .. 'worker:' .. wid
+journal.worker = wid
 redis.call('ZADD', base .. 'workers', now, wid)
 if nf > 0 then
   redis.call('HSET', wkey, unpack(ARGV, 5, 4 + 2 * nf))
@@ -51,4 +52,5 @@ if orphan_ms > 0 then
     end
   end
 end
+flush_events(base)
 return {now, gone, orphans}

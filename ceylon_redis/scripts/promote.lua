@@ -23,6 +23,7 @@ for _, role in ipairs(redis.call('SMEMBERS', base .. 'roles')) do
       local status = redis.call('HGET', hkey, 'status')
       if status == 'SCHEDULED' then
         push_ready(base, tid, hkey, role)
+        note_event('queued', role, 'QUEUED', tid)
         promoted = promoted + 1
       elseif status and not STATUSES[status] then
         fail_corrupt(base, tid, corrupt_status(status), '', '', now_str(), 0)
@@ -41,4 +42,5 @@ for _, role in ipairs(redis.call('SMEMBERS', base .. 'roles')) do
     if next_due < 0 or wait < next_due then next_due = wait end
   end
 end
+flush_events(base)
 return {promoted, next_due, promoted >= limit and 1 or 0}

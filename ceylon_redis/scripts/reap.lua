@@ -59,4 +59,5 @@ for _, role in ipairs(redis.call('SMEMBERS', base .. 'roles')) do
     end
   end
 end
+flush_events(base)
 return reaped

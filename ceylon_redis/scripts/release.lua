@@ -11,4 +11,5 @@ local base, n = KEYS[1], 0
 for i = 1, #ARGV, 4 do
   n = n + apply_release(base, ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3])
 end
+flush_events(base)
 return n

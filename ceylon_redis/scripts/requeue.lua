@@ -13,6 +13,7 @@ local now = now_str()
 local requeued, failed = 0, 0
 local n = tonumber(ARGV[4])
 local unstarted = {}
+journal.worker = consumer
 for i = 5, 4 + n do unstarted[ARGV[i]] = true end
 for i = 5 + n, #ARGV do
   if redis.call('EXISTS', stream_key(base, ARGV[i])) == 1 then
@@ -20,4 +21,5 @@ for i = 5 + n, #ARGV do
     requeued, failed = requeued + r, failed + f
   end
 end
+flush_events(base)
 return {requeued, failed}

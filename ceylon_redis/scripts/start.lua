@@ -8,6 +8,7 @@
 -- Returns  one item per pair, in order (after '>': each item follows its entry id):
 --          {task id, attempt, name, data, timeout (ms, '' for the worker's),
 --           tick (ms: the schedule's tick that enqueued it, '' for none),
+--           trace (the producer's traceparent, '' for none),
 --           F, F pairs (failed prerequisite, its error), then pairs
 --           (completed prerequisite, its output)}                      run it
 --          {task id, 0, reason}                                       skip it
@@ -30,6 +31,7 @@ local role, consumer = ARGV[1], ARGV[2]
 local stream = stream_key(base, role)
 local now = now_str()
 local out = {}
+journal.worker = consumer
 
 local function drop(entry, tid, reason, dead)
   redis.call('XACK', stream, GROUP, entry)
@@ -45,9 +47,9 @@ end
 -- The run item of a started attempt: its fields, then its prerequisites' outcomes.
 local function started_item(base, hkey, tid, fields, attempt)
   local item = {tid, attempt, fields[3] or '', fields[4] or '', fields[7] or '',
-                fields[10] or '', 0}
+                fields[10] or '', fields[16] or '', 0}
   for dep in string.gmatch(fields[6] or '', '%S+') do
-    item[7] = item[7] + 1
+    item[8] = item[8] + 1
     table.insert(item, dep)
     table.insert(item, redis.call('HGET', task_key(base, dep), 'error')
                        or redis.call('HGET', hkey .. ':xout', '!' .. dep) or '')
@@ -156,11 +158,13 @@ local function hold(entry, tid, hkey, fields, bound)
   if verdict == 'rate' then  -- its turn stays reserved (`turn`) until it starts
     schedule(base, tid, hkey, role, arg, false)
     redis.call('HSET', hkey, 'held', 'r', 'turn', arg)
+    note_event('held', role, 'SCHEDULED', tid)
   else
     redis.call('RPUSH', base .. 'blocked:' .. arg, tid)
     redis.call('SADD', base .. 'blocking:' .. role, arg)
     redis.call('HSET', hkey, 'held', arg)
     if not bound then redis.call('HDEL', hkey, 'entry') end
+    note_event('held', role, 'QUEUED', tid)
   end
   return true
 end
@@ -180,7 +184,7 @@ for i = 1, #entries, 2 do
     local hkey = task_key(base, tid)
     local fields = redis.call('HMGET', hkey, 'status', 'entry', 'name', 'data', 'depends_on',
                               'failed_deps', 'timeout', 'attempt', 'enqueued_at', 'tick',
-                              'worker', 'limit_key', 'held', 'turn')
+                              'worker', 'limit_key', 'held', 'turn', 'progress', 'trace')
     local status = fields[1]
     if not status then
       table.insert(out, drop(entry, tid, 'entry names unknown task ' .. tid, true))
@@ -206,6 +210,7 @@ for i = 1, #entries, 2 do
     else
       if fields[13] then count_held(base, role, -1) end
       if fields[13] or fields[14] then redis.call('HDEL', hkey, 'held', 'turn') end
+      if fields[15] then redis.call('HDEL', hkey, 'progress', 'progress_info', 'progress_at') end
       local attempt = tonumber(fields[8] or '0') + 1
       local set = {'status', 'RUNNING', 'worker', consumer, 'started_at', now,
                    'attempt', attempt}
@@ -218,6 +223,7 @@ for i = 1, #entries, 2 do
       end
       if fields.slots then set[#set + 1] = 'slots'; set[#set + 1] = fields.slots end
       redis.call('HSET', hkey, unpack(set))
+      note_event('started', role, 'RUNNING', tid, attempt)
       table.insert(out, started_item(base, hkey, tid, fields, attempt))
     end
   end
@@ -226,4 +232,5 @@ for i = 1, #bindings, 1000 do
   redis.call('HSET', bkey, unpack(bindings, i, math.min(i + 999, #bindings)))
 end
 if limits then flush_limits(base, role, now_ms()) end
+flush_events(base)
 return out

@@ -56,6 +56,7 @@ for _ = 1, tonumber(ARGV[1]) do
           fields[#fields + 1] = 'entry'; fields[#fields + 1] = entry
           redis.call('HSET', hkey, unpack(fields))
         end
+        note_event('tick', role, 'QUEUED', tid)
         enqueued = enqueued + 1
       end
       last = tid
@@ -69,4 +70,5 @@ for _ = 1, tonumber(ARGV[1]) do
     redis.call('ZADD', zkey, 'XX', next_tick, id)
   end
 end
+flush_events(base)
 return {claimed, enqueued}

@@ -20,6 +20,8 @@ from ..handlers import FINAL, NOT_RETRYABLE, Outcome
 from ..process import TaskContext
 from ..protocol import parse_started
 from ..threads import Call
+from ..tracing import attempt_span, mark_failed
+from .progress import ProgressWriter
 from .state import Consumer, Done, Runtime
 
 
@@ -37,8 +39,9 @@ def _uncancel() -> None:
 class Runner:
     """Launches, runs, cancels and ends the attempts of one worker's consumers."""
 
-    def __init__(self, rt: Runtime) -> None:
+    def __init__(self, rt: Runtime, progress: ProgressWriter) -> None:
         self.rt = rt
+        self.progress = progress
 
     async def launch(self, c: Consumer, entry_ids: list[bytes], items: list[Any]) -> None:
         """Run the attempts start.lua began; skip what it refused."""
@@ -65,14 +68,16 @@ class Runner:
             ctx = TaskContext(id=tid, role=c.role, name=started.name, attempt=attempt,
                               worker=c.id, dependency_data=deps,
                               failed_dependencies=started.failed or {},
-                              scheduled_at=_utc(started.tick))
+                              scheduled_at=_utc(started.tick),
+                              _report=self.progress.reporter(c, tid, attempt))
             timeout = started.timeout or rt.settings.task_timeout
             c.running[tid] = entry
             c.slots.busy += 1
-            c.inflight[entry] = asyncio.create_task(self.run(c, ctx, entry, data, timeout))
+            c.inflight[entry] = asyncio.create_task(self.run(c, ctx, entry, data, timeout,
+                                                             started.trace))
 
     async def run(self, c: Consumer, ctx: TaskContext, entry: str, data: Any,
-                  timeout: float | None) -> None:
+                  timeout: float | None, trace: str = "") -> None:
         rt = self.rt
         threads: list[Call] = []
         permits, holding = c.slots.permits, False
@@ -86,7 +91,11 @@ class Runner:
                     mid_run = asyncio.get_running_loop().call_later(
                         MID_RUN_DELAY, rt.fault.reached, "mid-run")
                 assert rt.threads is not None  # made by run(), before any read
-                outcome = await c.handler.run(ctx, data, rt.threads, timeout, threads.append)
+                with attempt_span(c.role, ctx.id, ctx.attempt, trace) as span:
+                    outcome = await c.handler.run(ctx, data, rt.threads, timeout,
+                                                  threads.append)
+                    if outcome.status != "COMPLETED":
+                        mark_failed(span, outcome.error)
             except asyncio.CancelledError:
                 if ctx.id not in c.cancel_requested:
                     raise
@@ -105,6 +114,7 @@ class Runner:
                 c.recording.pop(entry, None)
                 raise
         finally:
+            self.progress.discard(c, ctx.id, ctx.attempt)
             if mid_run is not None:
                 mid_run.cancel()
             # A sync thread that runs on keeps its slot (and permit) until it returns.

@@ -26,6 +26,7 @@ from .cancels import CancelListener
 from .consume import Reader, create_group
 from .heartbeat import Heartbeat
 from .outcomes import Recorder
+from .progress import ProgressWriter
 from .running import Runner
 from .state import Consumer, Runtime, Slots, default_prefetch
 
@@ -48,7 +49,7 @@ class Worker:
         parts = Partitions(settings.prefix, settings.partitions)
         redis_conn: Any = redis_client if redis_client is not None else daemon_redis(settings)
         self._owns_redis = redis_client is None
-        scripts = Scripts.register(redis_conn)
+        scripts = Scripts.register(redis_conn, settings.events_maxlen)
         if concurrency is not None and concurrency < 1:
             raise ValidationError(f"concurrency must be at least 1, not {concurrency}")
         if prefetch is not None and prefetch < 0:
@@ -71,7 +72,8 @@ class Worker:
         """Set once every consumer is registered and about to read."""
         self._heartbeat = Heartbeat(self._runtime, self.cancel_task, reap)
         self._recorder = Recorder(self._runtime)
-        self._runner = Runner(self._runtime)
+        self._progress = ProgressWriter(self._runtime)
+        self._runner = Runner(self._runtime, self._progress)
         self._reader = Reader(self._runtime, self._runner.launch)
         self._cancels = CancelListener(self._runtime, self.cancel_task)
 
@@ -159,6 +161,7 @@ class Worker:
         finisher = asyncio.create_task(self._recorder.finisher(), name="ceylon-redis-finisher")
         beat = asyncio.create_task(self._heartbeat.loop(), name="ceylon-redis-heartbeat")
         control = asyncio.create_task(self._cancels.listen(), name="ceylon-redis-control")
+        progress = asyncio.create_task(self._progress.loop(), name="ceylon-redis-progress")
         schedulers = [asyncio.create_task(
             run_scheduler(self.scripts, keys, self.settings, rt.stopping,
                           self.consumers[0].id), name="ceylon-redis-scheduler")
@@ -175,9 +178,9 @@ class Worker:
             await wait_or_abandon(readers, STEP_WAIT, "readers")
             await self._drain()
             await self._recorder.settle(finisher, self.shutdown_budget)
-            for t in (finisher, beat, control):
+            for t in (finisher, beat, control, progress):
                 t.cancel()
-            await wait_or_abandon({finisher, beat, control, *schedulers}, STEP_WAIT,
+            await wait_or_abandon({finisher, beat, control, progress, *schedulers}, STEP_WAIT,
                                   "background tasks")
             await self._heartbeat.give_back_and_deregister()
             if coordinating is not None:

@@ -1,5 +1,5 @@
 """``AsyncClient``: the asyncio producer, made of the producing, graph, inspecting,
-dead-letter, schedule and limit parts."""
+dead-letter, schedule, limit and event parts."""
 
 from __future__ import annotations
 
@@ -10,12 +10,13 @@ from ...scripts import Scripts
 from ...settings import Settings
 from ...waiting import AsyncWaiter
 from .dead_letters import AsyncDeadLetters
+from .events import AsyncEvents
 from .inspecting import AsyncInspecting
 from .limits import AsyncLimits
 from .schedules import AsyncSchedules
 
 
-class AsyncClient(AsyncDeadLetters, AsyncInspecting, AsyncSchedules, AsyncLimits):
+class AsyncClient(AsyncEvents, AsyncDeadLetters, AsyncInspecting, AsyncSchedules, AsyncLimits):
     """The asyncio producer: enqueue, wait, inspect."""
 
     def __init__(self, url: str | None = None, prefix: str | None = None, *,
@@ -24,7 +25,7 @@ class AsyncClient(AsyncDeadLetters, AsyncInspecting, AsyncSchedules, AsyncLimits
         self.redis = (redis if redis is not None
                       else async_redis(self.settings.url, timeout=self.settings.socket_timeout))
         self._owns_redis = redis is None
-        self.scripts = Scripts.register(self.redis)
+        self.scripts = Scripts.register(self.redis, self.settings.events_maxlen)
         self._waiter = AsyncWaiter(self.redis, self.parts, self.scripts.watch)
 
     async def __aenter__(self) -> AsyncClient:

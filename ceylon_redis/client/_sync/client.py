@@ -1,6 +1,6 @@
 # Generated from ceylon_redis/client/_async/client.py by .ci/unasync.py: do not edit.
 """``Client``: the blocking producer, made of the producing, graph, inspecting,
-dead-letter, schedule and limit parts."""
+dead-letter, schedule, limit and event parts."""
 
 from __future__ import annotations
 
@@ -11,12 +11,13 @@ from ...scripts import Scripts
 from ...settings import Settings
 from ...waiting import SyncWaiter
 from .dead_letters import DeadLetters
+from .events import Events
 from .inspecting import Inspecting
 from .limits import Limits
 from .schedules import Schedules
 
 
-class Client(DeadLetters, Inspecting, Schedules, Limits):
+class Client(Events, DeadLetters, Inspecting, Schedules, Limits):
     """The blocking producer, for scripts and web apps (Flask, Django)."""
 
     def __init__(self, url: str | None = None, prefix: str | None = None, *,
@@ -25,7 +26,7 @@ class Client(DeadLetters, Inspecting, Schedules, Limits):
         self.redis = (redis if redis is not None
                       else sync_redis(self.settings.url, timeout=self.settings.socket_timeout))
         self._owns_redis = redis is None
-        self.scripts = Scripts.register(self.redis)
+        self.scripts = Scripts.register(self.redis, self.settings.events_maxlen)
         self._waiter = SyncWaiter(self.redis, self.parts, self.scripts.watch)
 
     def __enter__(self) -> Client:

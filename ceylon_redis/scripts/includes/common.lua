@@ -2,6 +2,10 @@
 -- Every key is built from the namespace base (KEYS[1], "{prefix}:"), so a
 -- script only ever touches the one Cluster slot its hash tag names.
 
+-- The caller's cap on the lifecycle stream (Settings.events_maxlen, 0: no events) comes
+-- first in ARGV (scripts.Scripts prepends it), ahead of the script's own arguments.
+local EVENTS_CAP = tonumber(table.remove(ARGV, 1)) or 0
+
 local GROUP = 'workers'
 local EVENTS_MAXLEN = 1000000
 local DEAD_MAXLEN = 100000
@@ -38,6 +42,48 @@ end
 local function now_ms()
   local t = redis_time()
   return t[1] * 1000 + math.floor(t[2] / 1000)
+end
+
+-- Lifecycle events ({P}:lifecycle): every transition a script makes is noted as it is
+-- made and written when the script ends (flush_events), one entry per kind, role and
+-- status reached and per EVENTS_PER_ENTRY tasks: e kind, r role, s status, t task ids,
+-- then, where the kind has them, a attempts, p progress fractions (one per id, in
+-- order), w the worker. A script call thus adds a few entries however many tasks it
+-- moves, and an entry stays small (the cap counts entries).
+local EVENTS_PER_ENTRY = 16
+local journal = {order = {}, groups = {}, worker = nil}
+
+local function note_event(kind, role, status, tid, attempt, fraction)
+  if EVENTS_CAP == 0 then return end
+  local key = kind .. ' ' .. role .. ' ' .. status
+  local g = journal.groups[key]
+  if not g then
+    g = {kind = kind, role = role, status = status, t = {}, a = {}, p = {}}
+    journal.groups[key] = g
+    journal.order[#journal.order + 1] = g
+  end
+  g.t[#g.t + 1] = tid
+  if attempt then g.a[#g.a + 1] = attempt end
+  if fraction then g.p[#g.p + 1] = fraction end
+end
+
+local function flush_events(base)
+  for _, g in ipairs(journal.order) do
+    for i = 1, #g.t, EVENTS_PER_ENTRY do
+      local j = math.min(i + EVENTS_PER_ENTRY - 1, #g.t)
+      local fields = {'e', g.kind, 'r', g.role, 's', g.status,
+                      't', table.concat(g.t, ' ', i, j)}
+      if #g.a > 0 then
+        fields[#fields + 1] = 'a'; fields[#fields + 1] = table.concat(g.a, ' ', i, j)
+      end
+      if #g.p > 0 then
+        fields[#fields + 1] = 'p'; fields[#fields + 1] = table.concat(g.p, ' ', i, j)
+      end
+      if journal.worker then fields[#fields + 1] = 'w'; fields[#fields + 1] = journal.worker end
+      redis.call('XADD', base .. 'lifecycle', 'MAXLEN', '~', EVENTS_CAP, '*', unpack(fields))
+    end
+  end
+  journal.order, journal.groups = {}, {}
 end
 
 -- SADD in slices: unpack() of a very long list overflows Lua's C stack.
@@ -209,14 +255,19 @@ local function schedule(base, id, hkey, role, due_ms, was_waiting)
 end
 
 -- A task whose prerequisites are settled: queued now, or scheduled when the
--- time it was enqueued to run at (`due_at`, seconds) is still ahead.
+-- time it was enqueued to run at (`due_at`, seconds) is still ahead. Returns the
+-- status it now has; a task that was waiting notes its release.
 local function release(base, id, hkey, role, due_at, was_waiting)
   local due_ms = due_at and math.floor(tonumber(due_at) * 1000)
+  local status = 'QUEUED'
   if due_ms and due_ms > now_ms() then
     schedule(base, id, hkey, role, due_ms, was_waiting)
+    status = 'SCHEDULED'
   else
     push_ready(base, id, hkey, role, was_waiting)
   end
+  if was_waiting then note_event('released', role, status, id) end
+  return status
 end
 
 -- Tell every client waiting on this task how it ended.
@@ -248,6 +299,7 @@ end
 local function dead_letter(base, id, reason, err, now, dead_ttl)
   local hkey = task_key(base, id)
   local f = redis.call('HMGET', hkey, 'role', 'name', 'attempt', 'graph', 'ttl')
+  note_event('dead', f[1] or '', 'FAILED', id, f[3] or '0')
   local entry = redis.call('XADD', base .. 'dead', 'MAXLEN', '~', DEAD_MAXLEN, '*',
                            'task', id, 'role', f[1] or '', 'name', f[2] or '',
                            'reason', reason, 'error', err or '', 'attempts', f[3] or '0',
@@ -267,7 +319,8 @@ local function reset_for_rerun(base, hkey)
   local dead = redis.call('HGET', hkey, 'dead')
   if dead then redis.call('XDEL', base .. 'dead', dead) end
   redis.call('HDEL', hkey, 'error', 'output', 'success', 'finished_at', 'entry', 'worker',
-             'started_at', 'crashes', 'dead', 'due_at')
+             'started_at', 'crashes', 'dead', 'due_at', 'progress', 'progress_info',
+             'progress_at')
   redis.call('HSET', hkey, 'attempt', 0)
 end
 
@@ -354,8 +407,8 @@ end
 -- when a worker's attempt ended here (its wait and run time are measured).
 local FINAL_FIELDS = {'role', 'ttl', 'graph', 'reply_to', 'queued_at', 'started_at',
                       'attempt', 'status', 'enqueued_at', 'entry', 'priority', 'rank', 'held',
-                      'slots', 'depends_on'}
--- finish.lua's read: FINAL_FIELDS, then its own (16 on).
+                      'slots', 'depends_on', 'progress'}
+-- finish.lua's read: FINAL_FIELDS, then its own (17 on).
 local FINISH_FIELDS = {unpack(FINAL_FIELDS)}
 for _, name in ipairs({'worker', 'max_attempts', 'crashes', 'backoff'}) do
   FINISH_FIELDS[#FINISH_FIELDS + 1] = name
@@ -372,18 +425,23 @@ local function finalize(base, id, status, output, err, now, ran, read)
     local f = read or redis.call('HMGET', hkey, unpack(FINAL_FIELDS))
     read = nil
     local fields = {'status', st, 'finished_at', now, 'success', st == 'COMPLETED' and '1' or '0'}
+    if f[16] and st == 'COMPLETED' then  -- it reported progress: done is all of it
+      fields[#fields + 1] = 'progress'; fields[#fields + 1] = '1'
+    end
     if not f[9] and f[10] then  -- never started, enqueued ready: keep when, as the entry goes
       f[9] = entry_time(f[10])
       fields[#fields + 1] = 'enqueued_at'; fields[#fields + 1] = f[9]
     end
     f[5] = f[5] or f[9]
     if out ~= '' then fields[#fields + 1] = 'output'; fields[#fields + 1] = out end
+    local gone = {'entry', 'slots', 'held', 'turn'}
     if er ~= '' then
       fields[#fields + 1] = 'error'; fields[#fields + 1] = er
-      redis.call('HDEL', hkey, 'entry', 'slots', 'held', 'turn')
     else
-      redis.call('HDEL', hkey, 'entry', 'error', 'slots', 'held', 'turn')
+      gone[#gone + 1] = 'error'
     end
+    if f[16] and st == 'COMPLETED' then gone[#gone + 1] = 'progress_info' end
+    redis.call('HDEL', hkey, unpack(gone))
     redis.call('HSET', hkey, unpack(fields))
     -- A standalone task keeps the outputs it was given from other partitions
     -- (:xout) as long as itself, for a dead-letter retry; a graph's retry links again.
@@ -420,6 +478,7 @@ local function finalize(base, id, status, output, err, now, ran, read)
       run_ms = string.format('%d', math.max(0, (tonumber(now) - tonumber(f[6])) * 1000))
     end
     emit_event(base, tid, f[1] or '', st, f[7], wait_ms, run_ms, now)
+    note_event(string.lower(st), f[1] or '', st, tid, f[7] or '0')
     n = n + 1
     -- Dependents here and in other partitions: one look at both sets for the common
     -- task that has none.

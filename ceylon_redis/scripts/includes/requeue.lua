@@ -59,6 +59,11 @@ local function requeue_entry(base, role, entry, reason, now, dead_ttl, unstarted
   if cur[4] then leave_slots(base, tid, cur[4]) end
   redis.call('HDEL', hkey, 'worker', 'slots')
   push_ready(base, tid, hkey, role)
+  if ran then
+    note_event('requeued', role, 'QUEUED', tid, cur[3])
+  elseif cur[1] == 'RUNNING' then  -- taken, never started: its attempt is taken back
+    note_event('unstarted', role, 'QUEUED', tid, cur[3])
+  end
   return 1, 0
 end
 
