@@ -120,7 +120,9 @@ def _run(topology: SentinelSet, ledger: RedisServer, daemons: list[Daemon]) -> N
         except TaskTimeoutError:
             _explain_stuck(client, accepted, daemons)
             raise
-        assert [r.status for r in results] == [TaskStatus.COMPLETED] * len(accepted)
+        not_done = [(tid, r.status.value if r.status else None, r.error)
+                    for tid, r in zip(accepted, results) if r.status is not TaskStatus.COMPLETED]
+        assert not not_done, f"{len(not_done)} tasks did not complete: {not_done[:5]}"
         assert [r.output["task"] for r in results] == accepted
         data = redis.Redis.from_url(ledger.url)
         runs = run_counts(data, prefix, accepted)
