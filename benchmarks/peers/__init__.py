@@ -12,4 +12,5 @@ PEERS = {
     "taskiq": "benchmarks.peers.taskiq_peer:Taskiq",
     "saq": "benchmarks.peers.saq_peer:Saq",
     "streaq": "benchmarks.peers.streaq_peer:Streaq",
+    "huey": "benchmarks.peers.huey_peer:Huey",
 }
