@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from typing import Any, ClassVar
 
+import huey  # noqa: F401  (a missing library skips the peer, as for the others)
 from redis import Redis
 
 from benchmarks.peers.base import MISSING, URL_ENV, Peer, WrongResult, collect, console_script
