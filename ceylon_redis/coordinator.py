@@ -191,9 +191,15 @@ class Coordinator:
 
     async def _chores(self) -> None:
         """Heartbeat, take over dead coordinators' events, prune old per-minute counts
-        and dead letters older than ``dead_letter_ttl``."""
-        while True:
-            await asyncio.sleep(self.settings.heartbeat_interval * random.uniform(0.8, 1.0))
+        and dead letters older than ``dead_letter_ttl``; until ``stop()`` (also when a cancel
+        is lost: one that lands as a pooled connection is handed over can be swallowed)."""
+        while not self._stopping.is_set():
+            try:
+                await asyncio.wait_for(self._stopping.wait(), self.settings.heartbeat_interval
+                                       * random.uniform(0.8, 1.0))
+                return
+            except asyncio.TimeoutError:
+                pass
             try:
                 await self._heartbeat()
                 await self._claim_orphans()

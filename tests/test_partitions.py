@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -30,6 +32,7 @@ from ceylon_redis import (
 from ceylon_redis.keys import Keys
 from ceylon_redis.partitions import partition_of
 from ceylon_redis.settings import Settings
+from tests.conftest import ROOT, delete_namespace
 
 N = 3
 
@@ -373,3 +376,48 @@ async def test_an_entry_id_two_partitions_use_is_refused_for_the_task_id(
                 await call
         assert await client.dead_letter_count() == 2
         assert await client.purge_dead(["9-9"]) == 0
+
+
+STOPS = """
+import asyncio, sys, time
+from tests.test_partitions import settings, ids_in
+from ceylon_redis import AsyncClient, Worker
+
+async def echo(data):
+    return data
+
+async def main(url, prefix):
+    s = settings(url, prefix)
+    client = AsyncClient(settings=s)
+    worker = Worker(echo, role="role", settings=s, concurrency=4, coordinator=True)
+    task = asyncio.create_task(worker.run())
+    await asyncio.wait_for(worker.ready.wait(), 10)
+    a, = ids_in(0, "a"); b, = ids_in(1, "b"); c, = ids_in(2, "c")
+    await client.enqueue("role", "A", task_id=a, delay=0.3)
+    await client.enqueue("role", "B", task_id=b, depends_on=[a])
+    await client.enqueue("role", "C", task_id=c, depends_on=[a, b])
+    await client.wait(c, timeout=15)
+    began = time.monotonic()
+    worker.stop()
+    await task
+    print(time.monotonic() - began)
+    await client.close()
+
+asyncio.run(main(sys.argv[1], sys.argv[2]))
+"""
+
+
+def test_a_worker_with_its_coordinator_stops_at_once(redis_url: str, prefix: str) -> None:
+    """Its coordinator's chores end on the stop itself, not only on a cancel, which could
+    be lost: 4 stops in 5 of this daemon took 5 s (the wait for background tasks). A
+    process of its own per stop, as a daemon runs (asyncio.run)."""
+    took = []
+    r = redis.Redis.from_url(redis_url)
+    for round_ in range(4):
+        out = subprocess.run([sys.executable, "-c", STOPS, redis_url, f"{prefix}-{round_}"],
+                             cwd=ROOT, capture_output=True, text=True, timeout=60)
+        delete_namespace(r, f"{prefix}-{round_}")
+        assert out.returncode == 0, out.stderr
+        took.append(float(out.stdout.strip().splitlines()[-1]))
+    r.close()
+    assert max(took) < 2.5, took
