@@ -318,6 +318,7 @@ end
 local function reset_for_rerun(base, hkey)
   local dead = redis.call('HGET', hkey, 'dead')
   if dead then redis.call('XDEL', base .. 'dead', dead) end
+  -- (`success`: a field finalize wrote before 2026-12-04, in hashes still kept)
   redis.call('HDEL', hkey, 'error', 'output', 'success', 'finished_at', 'entry', 'worker',
              'started_at', 'crashes', 'dead', 'due_at', 'progress', 'progress_info',
              'progress_at')
@@ -424,7 +425,7 @@ local function finalize(base, id, status, output, err, now, ran, read)
     local hkey = task_key(base, tid)
     local f = read or redis.call('HMGET', hkey, unpack(FINAL_FIELDS))
     read = nil
-    local fields = {'status', st, 'finished_at', now, 'success', st == 'COMPLETED' and '1' or '0'}
+    local fields = {'status', st, 'finished_at', now}  -- no `success`: the status says it
     if f[16] and st == 'COMPLETED' then  -- it reported progress: done is all of it
       fields[#fields + 1] = 'progress'; fields[#fields + 1] = '1'
     end
