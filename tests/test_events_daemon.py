@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import signal
 import threading
 from collections import defaultdict
@@ -61,7 +62,16 @@ def test_the_stream_of_a_run_with_retries_and_a_kill_nine_matches_the_task_hashe
     victim = spawn_worker(daemons, redis_url, prefix, PROGRESSING, "--role", "run", "-c", "20",
                           env=env)
     spawn_worker(daemons, redis_url, prefix, PROGRESSING, "--role", "run", "-c", "20", env=env)
-    wait_until(lambda: client.queues()[0].ready < 1500, 30, "the run under way")
+    started = re.search(r"worker (\S+) started", victim.output())
+    assert started is not None
+    vid = started.group(1)
+    stream = client.keys.stream("run")
+
+    def victim_busy() -> bool:  # so that the kill cuts attempts short
+        return len(client.redis.xpending_range(stream, "workers", "-", "+", 10,
+                                               consumername=vid)) >= 5
+
+    wait_until(victim_busy, 30, "the victim running tasks")
     victim.proc.send_signal(signal.SIGKILL)
     victim.proc.wait(10)
     results = client.wait_many(ids, timeout=120)
