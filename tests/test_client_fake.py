@@ -191,9 +191,8 @@ async def test_enqueue_and_wait_returns_the_result_without_a_watch_call(
         assert (result.success, result.output) == (True, 42)
         info = await client.get(result.task_id)
         assert info.name == "double"
-        # its reply channel was set at enqueue, so no watch script added it later
-        raw = await client.redis.hget(client.keys.task(result.task_id), "reply_to")
-        assert raw.decode() == client._waiter.channel
+        # its reply channel, set at enqueue, goes with the outcome it was told
+        assert await client.redis.hget(client.keys.task(result.task_id), "reply_to") is None
     assert not client._waiter._futures
 
 

@@ -692,6 +692,15 @@ def test_watch_adds_the_reply_channel_once(env: Env) -> None:
     assert env.h("t1")["reply_to"].split() == ["chan-a", "chan-b", "chan"]
 
 
+def test_a_final_task_keeps_no_reply_channel(env: Env) -> None:
+    env.enqueue({"id": "t1"})
+    env.run("watch", ["chan-a", "t1"])
+    assert env.h("t1")["reply_to"] == "chan-a"
+    entry, attempt = env.take("c1")["t1"]
+    env.finish("c1", ("t1", entry, attempt, "COMPLETED", encode(1), "", False))
+    assert "reply_to" not in env.h("t1")      # told; 50-odd bytes less per stored result
+
+
 def test_watch_reports_final_tasks_without_subscribing(env: Env) -> None:
     env.enqueue({"id": "t1"})
     entry, attempt = env.take("c1")["t1"]

@@ -442,6 +442,7 @@ local function finalize(base, id, status, output, err, now, ran, read)
       gone[#gone + 1] = 'error'
     end
     if f[16] and st == 'COMPLETED' then gone[#gone + 1] = 'progress_info' end
+    if f[4] then gone[#gone + 1] = 'reply_to' end  -- told below; a later watch sees it final
     redis.call('HDEL', hkey, unpack(gone))
     redis.call('HSET', hkey, unpack(fields))
     -- A standalone task keeps the outputs it was given from other partitions
