@@ -40,6 +40,7 @@ from .lifecycle import (
     STEP_WAIT,
     arm_exit_deadline,
     install_stack_dumps,
+    paused,
     shutdown_budget,
     wait_or_abandon,
 )
@@ -191,15 +192,9 @@ class Coordinator:
 
     async def _chores(self) -> None:
         """Heartbeat, take over dead coordinators' events, prune old per-minute counts
-        and dead letters older than ``dead_letter_ttl``; until ``stop()`` (also when a cancel
-        is lost: one that lands as a pooled connection is handed over can be swallowed)."""
-        while not self._stopping.is_set():
-            try:
-                await asyncio.wait_for(self._stopping.wait(), self.settings.heartbeat_interval
-                                       * random.uniform(0.8, 1.0))
-                return
-            except asyncio.TimeoutError:
-                pass
+        and dead letters older than ``dead_letter_ttl``; until ``stop()`` (lifecycle.paused)."""
+        while not await paused(self._stopping,
+                               self.settings.heartbeat_interval * random.uniform(0.8, 1.0)):
             try:
                 await self._heartbeat()
                 await self._claim_orphans()

@@ -4,16 +4,15 @@ task each entry names (scripts/includes/common.lua writes them)."""
 from __future__ import annotations
 
 import datetime as dt
-import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any, get_args
 
 from .errors import ValidationError
+from .keys import ENTRY_ID
 from .models import EventKind, TaskEvent, TaskStatus, TaskUpdate
 from .progress import decode_fraction, decode_info
 
 KINDS: frozenset[str] = frozenset(get_args(EventKind))
-ENTRY_ID = re.compile(r"^\d+-\d+$")
 
 
 def _text(value: Any) -> str:
@@ -57,19 +56,21 @@ def parse_entries(entries: Iterable[tuple[Any, Mapping[Any, Any]]], role: str | 
                 or (kinds is not None and _text(fields.get(b"e", b"")) not in kinds)
                 or (tid_bytes is not None and tid_bytes not in fields.get(b"t", b"").split())):
             continue
-        for event in parse_entry(entry_id, fields):
-            if ((role is None or event.role == role) and (kinds is None or event.kind in kinds)
-                    and (task_id is None or event.task_id == task_id)):
+        for event in parse_entry(entry_id, fields):  # role and kind are the entry's
+            if task_id is None or event.task_id == task_id:
                 yield event
 
 
-WATCH_FIELDS = ("status", "attempt", "progress", "progress_info", "worker")
-"""What ``client.watch`` reads of a task hash at each look."""
+WATCH_FIELDS = ("status", "attempt", "progress", "progress_info", "worker", "output", "error")
+"""What ``client.watch`` reads of a task hash at each look (``output`` is there only once it
+is final, so a look at a running task reads no result)."""
 
 
 def update_from_fields(task_id: str, raw: Sequence[Any]) -> TaskUpdate | None:
-    """A TaskUpdate from HMGET of WATCH_FIELDS; None when the task hash is gone."""
-    status, attempt, progress, info, worker = (None if v is None else _text(v) for v in raw)
+    """A TaskUpdate from HMGET of WATCH_FIELDS (its result is the caller's to make, from
+    the last two); None when the task hash is gone."""
+    status, attempt, progress, info, worker = (None if v is None else _text(v)
+                                               for v in raw[:5])
     if status is None:
         return None
     try:
@@ -136,6 +137,12 @@ class EntryMerge:
             self.pending[key].extend(got)
             self.position[key] = _text(got[-1][0])
         self.exhausted[key] = len(got) < self.batch
+
+    def add_all(self, reply: Any) -> None:
+        """Take one XREAD reply for every stream (a stream it does not name had none)."""
+        by_key = {_text(name): entries for name, entries in reply or ()}
+        for key in self.keys:
+            self.add(key, [(key, by_key.get(key, []))])
 
     def pop(self) -> tuple[Any, Any] | None:
         """The oldest entry that can be given out now, else None (all read to their end, or

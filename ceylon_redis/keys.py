@@ -54,6 +54,8 @@ from dataclasses import dataclass
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
 TASK_ID_PATTERN = re.compile(r"^[A-Za-z0-9_.\-]{1,128}$")
+ENTRY_ID = re.compile(r"^\d+-\d+$")
+"""A stream entry id, "<ms>-<seq>" (task ids can look like one: callers say which they mean)."""
 GROUP = "workers"
 COORDINATOR_GROUP = "coordinators"
 

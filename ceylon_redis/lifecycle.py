@@ -26,6 +26,19 @@ EXIT_STUCK = 70
 STEP_WAIT = 5.0
 """Seconds a shutdown step that needs no grace (cancelled loops, closing) may take."""
 
+
+
+async def paused(stop: asyncio.Event, seconds: float) -> bool:
+    """Wait ``seconds``, less if ``stop`` is set; True once it is. A background loop that
+    ends on it ends even when the cancel meant to end it is lost (one landing as a pooled
+    connection is handed over can be swallowed: the shutdown then waited STEP_WAIT)."""
+    try:
+        await asyncio.wait_for(stop.wait(), seconds)
+    except asyncio.TimeoutError:
+        return False
+    return True
+
+
 _loop: asyncio.AbstractEventLoop | None = None
 """The daemon's event loop, whose tasks a dump shows (also from the watchdog thread)."""
 

@@ -34,12 +34,16 @@ OnResult = Callable[[TaskResult], None]
 """Called with each result as it arrives (say, to move a progress bar)."""
 
 
-def check_on_result(on_result: OnResult | None) -> None:
+def check_callback(name: str, callback: Any, gets: str) -> None:
     """A coroutine function would never be awaited: say so instead of dropping it."""
-    if on_result is not None and (inspect.iscoroutinefunction(on_result)
-                                  or not callable(on_result)):
-        raise ValidationError(f"on_result must be a plain function called with each "
-                              f"TaskResult, not {on_result!r}")
+    if callback is not None and (inspect.iscoroutinefunction(callback)
+                                 or not callable(callback)):
+        raise ValidationError(f"{name} must be a plain function called with each {gets}, "
+                              f"not {callback!r}")
+
+
+def check_on_result(on_result: OnResult | None) -> None:
+    check_callback("on_result", on_result, "TaskResult")
 
 
 def _report(done: Iterable[Any], on_result: OnResult | None) -> None:

@@ -262,3 +262,29 @@ async def test_a_process_worker_reports_progress_too(
     steps = [u.progress_info["at"] for u in seen if u.progress_info]
     assert steps and steps == sorted(steps) and set(steps) <= {1, 2, 3}
     assert seen[-1].result is not None and seen[-1].result.output == 5
+
+
+async def test_events_of_every_partition_are_followed_in_order(
+        fake_async: fakeredis.FakeAsyncRedis, prefix: str) -> None:
+    settings = Settings(prefix=prefix, partitions=3)
+    async with AsyncClient(settings=settings, redis=fake_async) as client:
+        await client.enqueue("r", 0)
+        seen: list[Any] = []
+
+        async def follow() -> None:
+            async for e in client.events("$", follow=True, block=0.05):
+                seen.append(e)
+                if len(seen) == 30:
+                    return
+
+        following = asyncio.create_task(follow())
+        await asyncio.sleep(0.1)  # blocked in one read of all three streams
+        ids = [await client.enqueue("r", i) for i in range(30)]
+        await asyncio.wait_for(following, 10)
+    # every partition's, each once, none before "$"; within one millisecond two
+    # partitions' entries may share an id, so the order is the ids', not the enqueues'
+    assert sorted(e.task_id for e in seen) == sorted(ids)
+    homes = {client.parts.home(t).partition for t in ids}
+    assert homes == {0, 1, 2}
+    order = [tuple(int(n) for n in e.id.split("-")) for e in seen]
+    assert order == sorted(order)

@@ -67,9 +67,15 @@ def test_the_stream_of_a_run_with_retries_and_a_kill_nine_matches_the_task_hashe
     vid = started.group(1)
     stream = client.keys.stream("run")
 
-    def victim_busy() -> bool:  # so that the kill cuts attempts short
-        return len(client.redis.xpending_range(stream, "workers", "-", "+", 10,
-                                               consumername=vid)) >= 5
+    def victim_busy() -> bool:  # so that the kill cuts attempts short: 5 of them RUNNING
+        running = 0  # (an entry read but not yet started is pending too, yet not RUNNING)
+        for row in client.redis.xpending_range(stream, "workers", "-", "+", 20,
+                                               consumername=vid):
+            entry = client.redis.xrange(stream, row["message_id"], row["message_id"])
+            task = entry[0][1].get(b"id", b"").decode() if entry else ""
+            running += task != "" and client.redis.hget(client.keys.task(task),
+                                                        "status") == b"RUNNING"
+        return running >= 5
 
     wait_until(victim_busy, 30, "the victim running tasks")
     victim.proc.send_signal(signal.SIGKILL)

@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import re
 from collections.abc import Iterable, Sequence
 from typing import Any, TypeVar
 
 from ..errors import ReplicationError, ValidationError, raise_for_script_error
-from ..keys import Keys, check_task_id
+from ..keys import ENTRY_ID, Keys, check_task_id
 from ..partitions import Link, Partitions
 from ..protocol import (
     TaskDef,
@@ -27,7 +26,6 @@ from ..settings import Settings
 
 BATCH = 1000
 """Tasks per enqueue script call, ids per cancel or dead-letter page."""
-ENTRY_ID = re.compile(r"^\d+-\d+$")
 """A stream entry id (as a dead letter is named on ``{P}:dead``), not a task id."""
 
 _Self = TypeVar("_Self", bound="ClientBase")

@@ -11,13 +11,12 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..errors import UnknownTaskError, ValidationError, raise_for_script_error
-from ..keys import Keys, check_name
+from ..keys import ENTRY_ID, Keys, check_name
 from ..models import DeadLetter, DeadRetry, QueueInfo, Stats
 from ..partitions import Partitions
 from ..protocol import last_delivered, parse_dead_letter, parse_queue
 from ..settings import Settings
 from ..stats import role_stats
-from .base import ENTRY_ID
 
 DEAD_LETTER_SCAN = 10_000
 """Newest dead letters read to count them per role (a malformed entry's role is "")."""

@@ -8,7 +8,6 @@ gives back what it still holds and deregisters.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import random
 import socket
@@ -18,6 +17,7 @@ from typing import Any
 from loguru import logger
 
 from ..keys import Keys
+from ..lifecycle import paused
 from ..outages import is_outage
 from ..scripts import Scripts, script_protocol
 from ..settings import Settings
@@ -81,8 +81,7 @@ class Heartbeat:
     async def loop(self) -> None:
         rt = self.rt
         interval = rt.settings.heartbeat_interval
-        while True:
-            await asyncio.sleep(interval * random.uniform(0.8, 1.0))
+        while not await paused(rt.winding_down, interval * random.uniform(0.8, 1.0)):
             try:
                 await self.beat()
                 if self.reap:

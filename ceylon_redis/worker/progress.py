@@ -4,13 +4,13 @@ consumer, fenced there like a finish (a reclaimed or ended attempt's report is r
 
 from __future__ import annotations
 
-import asyncio
 import threading
 from collections.abc import Callable
 from typing import Any
 
 from loguru import logger
 
+from ..lifecycle import paused
 from ..outages import is_outage
 from ..progress import check_fraction, encode_info, stored_fraction
 from .state import Consumer, Runtime
@@ -55,9 +55,9 @@ class ProgressWriter:
             self._pending.pop(key, None)
 
     async def loop(self) -> None:
-        """Write what was reported, every ``progress_interval`` seconds, until cancelled."""
-        while True:
-            await asyncio.sleep(self.rt.settings.progress_interval)
+        """Write what was reported, every ``progress_interval`` seconds, until the worker
+        winds down."""
+        while not await paused(self.rt.winding_down, self.rt.settings.progress_interval):
             await self.write()
 
     async def write(self) -> None:

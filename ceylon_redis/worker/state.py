@@ -120,6 +120,8 @@ class Runtime:
     """Seconds in-flight tasks get at a stop (a second signal sets it to 0)."""
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
     """Set by ``stop()``: no new reads."""
+    winding_down: asyncio.Event = field(default_factory=asyncio.Event)
+    """Set once in-flight work is settled, as the stop ends the background loops."""
     done: asyncio.Queue[Done] = field(init=False)
     """Outcomes handed over, awaiting the finisher."""
     fault: Fault | None = None

@@ -178,6 +178,7 @@ class Worker:
             await wait_or_abandon(readers, STEP_WAIT, "readers")
             await self._drain()
             await self._recorder.settle(finisher, self.shutdown_budget)
+            rt.winding_down.set()  # the loops end on it even if a cancel below is lost
             for t in (finisher, beat, control, progress):
                 t.cancel()
             await wait_or_abandon({finisher, beat, control, progress, *schedulers}, STEP_WAIT,

@@ -8,11 +8,11 @@ from collections.abc import Sequence
 from typing import Any
 
 from ...errors import UnknownTaskError
-from ...keys import Keys, check_task_id
+from ...keys import ENTRY_ID, Keys, check_task_id
 from ...models import DeadLetter, DeadRetry
 from ...protocol import parse_dead_letter
 from ...scripts import run_each_async
-from ..base import BATCH, ENTRY_ID, cancel_args
+from ..base import BATCH, cancel_args
 from ..replies import (
     DEAD_LETTER_SCAN,
     count_cancelled,

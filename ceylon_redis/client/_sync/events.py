@@ -20,6 +20,8 @@ from ...events import (
 )
 from ...models import TaskEvent, TaskResult, TaskUpdate
 from ...protocol import result_from_fields
+from ...scripts import is_cluster
+from ...waiting import check_callback
 from ..polling import Deadline
 from .producing import Producing
 
@@ -59,11 +61,10 @@ class Events(Producing):
             if not follow:
                 return
             merge.again()
-            if len(merge.keys) == 1:  # one stream: wait for it in Redis
-                [key] = merge.keys
-                merge.add(key, self.redis.xread({key: merge.position[key]}, count=batch,
-                                                      block=wait_ms))
-            else:
+            if len(merge.keys) == 1 or not is_cluster(self.redis):  # wait for them in Redis
+                merge.add_all(self.redis.xread(dict(merge.position), count=batch,
+                                                     block=wait_ms))
+            else:  # a Cluster's partitions live on several shards: one read cannot block on all
                 time.sleep(wait_ms / 1000)
 
     def recent_events(self, count: int = 20, *, role: str | None = None,
@@ -101,11 +102,12 @@ class Events(Producing):
         key = self._task_key(task_id)
         deadline, last = Deadline(timeout), None
         while True:
-            update = update_from_fields(task_id, self.redis.hmget(key, *WATCH_FIELDS))
+            raw = self.redis.hmget(key, *WATCH_FIELDS)
+            update = update_from_fields(task_id, raw)
             if update is None:
                 raise UnknownTaskError(f"task {task_id} expired while watched")
             if update.status.is_final:
-                output, error = self.redis.hmget(key, "output", "error")
+                output, error = raw[5], raw[6]
                 yield update.model_copy(update={"result": result_from_fields(
                     task_id, update.status.value, output, error.decode() if error else None)})
                 return
@@ -124,8 +126,7 @@ class Events(Producing):
         ``watch`` sees them), and the wait looks every ``progress_interval`` seconds."""
         if on_progress is None:
             return super().wait(task_id, timeout)
-        if not callable(on_progress):
-            raise TypeError(f"on_progress must be callable, not {on_progress!r}")
+        check_callback("on_progress", on_progress, "TaskUpdate")
         for update in self.watch(task_id, timeout=timeout):
             if update.result is not None:
                 return update.result
