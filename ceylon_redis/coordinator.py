@@ -161,13 +161,15 @@ class Coordinator:
         keys, name = stream
         if name == keys.releases:
             return await self._release(keys, entries)
-        args: list[Any] = [COORDINATOR_GROUP]
+        args: list[Any] = [COORDINATOR_GROUP, self.settings.recent_per_role,
+                           self.settings.result_ttl]
         for entry_id, f in entries:
             if not f:  # claimed after it was deleted: nothing to count
-                args.extend((entry_id, "", "", "", "", "", "0"))
+                args.extend((entry_id, "", "", "", "", "", "0", ""))
                 continue
             args.extend((entry_id, f.get(b"r", b""), f.get(b"s", b""), f.get(b"a", b"0"),
-                         f.get(b"w", b""), f.get(b"x", b""), f.get(b"f", b"0")))
+                         f.get(b"w", b""), f.get(b"x", b""), f.get(b"f", b"0"),
+                         f.get(b"t", b"")))
         applied = int(await self.scripts.stats(keys=[keys.base], args=args))
         self.applied += applied
         return applied

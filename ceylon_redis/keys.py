@@ -202,6 +202,10 @@ class Keys:
     def coordinators(self) -> str:
         return f"{self.base}coordinators"
 
+    def recent(self, role: str) -> str:
+        """List: "<C|F|X> <task id>" of the role's latest finished tasks (coordinators)."""
+        return f"{self.base}recent:{role}"
+
     def stats(self, role: str) -> str:
         return f"{self.base}stats:{role}"
 

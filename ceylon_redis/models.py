@@ -236,6 +236,10 @@ class RoleStats(BaseModel):
     """Run time of the attempt that ended the task."""
     throughput: list[int] = Field(default_factory=list)
     """Tasks finished per minute over the last hour, oldest first (60 items)."""
+    run_by_minute: list[Percentiles] = Field(default_factory=list)
+    """Run-time percentiles of the tasks finished in each of those minutes (no mean)."""
+    wait_by_minute: list[Percentiles] = Field(default_factory=list)
+    """Queue-wait percentiles likewise."""
 
     @property
     def finished(self) -> int:

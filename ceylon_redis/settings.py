@@ -28,7 +28,8 @@ _NUMBERS_FROM_ENV: tuple[tuple[str, Callable[[str], Any]], ...] = (
     ("heartbeat_interval", float), ("retry_backoff", float), ("retry_backoff_max", float),
     ("retry_jitter", float), ("task_timeout", float), ("dead_letter_ttl", int),
     ("socket_timeout", float), ("wait_replicas", int), ("wait_timeout", float),
-    ("partitions", int), ("events_maxlen", int), ("progress_interval", float))
+    ("partitions", int), ("events_maxlen", int), ("progress_interval", float),
+    ("recent_per_role", int))
 """Fields ``Settings.from_env`` reads from ``CEYLON_REDIS_<FIELD>``, with their types."""
 ENV_VARS: tuple[str, ...] = (*URL_ENV, PREFIX_ENV,
                              *(f"CEYLON_REDIS_{name.upper()}" for name, _ in _NUMBERS_FROM_ENV))
@@ -99,6 +100,9 @@ class Settings:
     progress_interval: float = 0.25
     """Seconds between a worker's writes of the progress its running tasks report: reports
     in between are coalesced, the latest one per task written."""
+    recent_per_role: int = 10_000
+    """Finished tasks the coordinators list per role, newest first, in ``{P}:recent:<role>``
+    (the dashboard's lists by status; about 30 bytes each); 0 keeps none."""
 
     def __post_init__(self) -> None:
         check_name("prefix", self.prefix)
@@ -129,6 +133,10 @@ class Settings:
                 or self.events_maxlen < 0):
             raise ValidationError(f"events_maxlen must be a whole number, 0 or more (0: no "
                                   f"lifecycle events), not {self.events_maxlen!r}")
+        if (not isinstance(self.recent_per_role, int) or isinstance(self.recent_per_role, bool)
+                or self.recent_per_role < 0):
+            raise ValidationError(f"recent_per_role must be a whole number, 0 or more, not "
+                                  f"{self.recent_per_role!r}")
         if not 0 < self.progress_interval < math.inf:
             raise ValidationError("progress_interval must be a positive number of seconds")
         if not 0 < self.socket_timeout < math.inf:  # also rejects NaN

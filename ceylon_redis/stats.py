@@ -8,6 +8,7 @@ counters per role however many tasks ran, and are exact to the bucket (about
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -68,14 +69,34 @@ def role_stats(role: str, raws: Sequence[Mapping[Any, Any]], now_minute: int,
         waiting=sum(q.waiting for q in queues), queued=sum(q.ready for q in queues),
         running=sum(q.running for q in queues), schedules=sum(q.schedules for q in queues),
         wait=percentiles(waits, total.get("wait_sum", 0)),
-        run=percentiles(runs, total.get("run_sum", 0)), throughput=minutes)
+        run=percentiles(runs, total.get("run_sum", 0)), throughput=minutes,
+        run_by_minute=minute_latencies([total], now_minute, "r"),
+        wait_by_minute=minute_latencies([total], now_minute, "w"))
+
+
+_MINUTE_FIELD = re.compile(r"[mM](\d+)")
 
 
 def stale_minute_fields(fields: Sequence[Any], now_minute: int) -> list[str]:
-    """Per-minute counters older than an hour, for the coordinator to delete."""
+    """Per-minute counters and buckets older than an hour, for the coordinator to delete."""
     out = []
     for f in fields:
         name = f.decode() if isinstance(f, bytes) else str(f)
-        if name[:1] == "m" and name[1:].isdigit() and int(name[1:]) < now_minute - 60:
+        if (m := _MINUTE_FIELD.match(name)) and int(m[1]) < now_minute - 60:
             out.append(name)
     return out
+
+
+def minute_latencies(raws: Sequence[Mapping[Any, Any]], now_minute: int,
+                     kind: str = "r") -> list[Percentiles]:
+    """Run (``kind`` "r") or wait ("w") percentiles of each of the last 60 minutes, oldest
+    first, from the ``M<minute><kind><bucket>`` fields of one or more stats hashes."""
+    first = now_minute - 59
+    counts: list[dict[int, int]] = [{} for _ in range(60)]
+    pattern = re.compile(rf"M(\d+){kind}(\d+)")
+    for raw in raws:
+        for k, v in _fields(raw).items():
+            if (m := pattern.fullmatch(k)) and 0 <= int(m[1]) - first < 60:
+                per = counts[int(m[1]) - first]
+                per[int(m[2])] = per.get(int(m[2]), 0) + v
+    return [percentiles(c, 0).model_copy(update={"mean": None}) for c in counts]

@@ -17,9 +17,10 @@ hash, stream entry, event or dead letter may be left (the coordinator trims
 dead letters older than ``dead_letter_ttl``), and ``used_memory`` must be back
 within the slack below. ``pytest -s`` prints the figures.
 
-The lifecycle stream is off here (``events_maxlen=0``): it is memory kept on purpose, up
-to its cap (tests/test_events_daemon.py holds it to that), and its bytes would swamp the
-slack this test allows for leaks.
+The lifecycle stream is off here (``events_maxlen=0``), and so are the coordinators'
+lists of recent finished tasks (``recent_per_role=0``): both are memory kept on purpose,
+up to a cap (tests/test_events_daemon.py, tests/test_scripts_graph.py hold them to it),
+and their bytes would swamp the slack this test allows for leaks.
 """
 
 from __future__ import annotations
@@ -197,7 +198,8 @@ def test_memory_returns_to_baseline_after_100k_tasks_expire(
     r.config_set("slowlog-log-slower-than", -1)
     r.config_resetstat()
     r.slowlog_reset()
-    dead_ttl = {"CEYLON_REDIS_DEAD_LETTER_TTL": str(DEAD_TTL), "CEYLON_REDIS_EVENTS_MAXLEN": "0"}
+    dead_ttl = {"CEYLON_REDIS_DEAD_LETTER_TTL": str(DEAD_TTL), "CEYLON_REDIS_EVENTS_MAXLEN": "0",
+                "CEYLON_REDIS_RECENT_PER_ROLE": "0"}
     workers = [spawn_worker(own_daemons, url, prefix, H + "PROCESSORS", "--concurrency", "50",
                             "--grace", "5", env=dead_ttl) for _ in range(2)]
     # each daemon: a consumer of dbl and one of bad, 50 tasks at once each

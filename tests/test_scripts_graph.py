@@ -13,7 +13,7 @@ from ceylon_redis.keys import COORDINATOR_GROUP, Keys
 from ceylon_redis.protocol import enqueue_args, make_spec, parse_graph, parse_started
 from ceylon_redis.scripts import Scripts
 from ceylon_redis.settings import Settings
-from ceylon_redis.stats import bucket_bounds, percentiles
+from ceylon_redis.stats import bucket_bounds, percentiles, role_stats, stale_minute_fields
 from tests.test_scripts import Env, snapshot
 
 
@@ -158,10 +158,10 @@ def read_events(env: Env, consumer: str) -> list[Any]:
     return reply[0][1] if reply else []
 
 
-def apply(env: Env, entries: list[Any]) -> int:
-    args: list[Any] = [COORDINATOR_GROUP]
+def apply(env: Env, entries: list[Any], keep: int = 10_000) -> int:
+    args: list[Any] = [COORDINATOR_GROUP, keep, 86400]
     for eid, f in entries:
-        args += [eid, f[b"r"], f[b"s"], f[b"a"], f[b"w"], f[b"x"], f[b"f"]]
+        args += [eid, f[b"r"], f[b"s"], f[b"a"], f[b"w"], f[b"x"], f[b"f"], f[b"t"]]
     return int(env.run("stats", args))
 
 
@@ -239,3 +239,45 @@ def test_stats_buckets_agree_with_the_python_bounds(env: Env) -> None:
         lo, hi = bucket_bounds(b)
         assert lo <= ms and (ms < hi or b == 71), (ms, b)
     assert raw["m1"] == 7
+
+
+def test_stats_keep_each_minutes_buckets_for_the_latency_chart(env: Env) -> None:
+    events_group(env)
+    rows = [("a", 60, 5, 20), ("a", 61, 5, 20), ("a", 61, 5, 900), ("b", 61, 1, 2)]
+    for i, (role, minute_s, wait_ms, run_ms) in enumerate(rows):
+        env.r.xadd(env.k.events, {"t": f"t{i}", "r": role, "s": "COMPLETED", "a": "1",
+                                  "w": str(wait_ms), "x": str(run_ms),
+                                  "f": str(minute_s * 60 + 1)})
+    apply(env, read_events(env, "co"))
+    raw = {k.decode(): int(v) for k, v in env.r.hgetall(env.k.stats("a")).items()}
+    # summed per batch: one field per distinct (minute, bucket), the totals as before
+    assert raw["completed"] == 3 and raw["m60"] == 1 and raw["m61"] == 2
+    assert raw["run_sum"] == 940 and raw["wait_sum"] == 15
+    assert raw["M61w7"] == 2 and raw["M60r14"] == 1 and raw["M61r14"] == 1
+    stats = role_stats("a", [env.r.hgetall(env.k.stats("a"))], 61)
+    assert stats.run_by_minute[-1].count == 2 and stats.run_by_minute[-2].count == 1
+    assert 0.5 < stats.run_by_minute[-1].p99 < 1.0  # type: ignore[operator]
+    assert all(p.count == 0 for p in stats.run_by_minute[:-2])
+    assert set(stale_minute_fields(list(raw), 121)) == {"m60", "M60w7", "M60r14"}
+    assert "b" not in raw and env.r.hget(env.k.stats("b"), "M61r4") == b"1"
+
+
+def test_stats_list_each_roles_latest_finished_tasks_capped(env: Env) -> None:
+    events_group(env)
+    statuses = ["COMPLETED", "FAILED", "CANCELLED", "COMPLETED", "COMPLETED"]
+    for i, status in enumerate(statuses):
+        env.r.xadd(env.k.events, {"t": f"t{i}", "r": "a", "s": status, "a": "1", "w": "",
+                                  "x": "", "f": "60"})
+    apply(env, read_events(env, "co"), keep=4)
+    assert env.r.lrange(env.k.recent("a"), 0, -1) == [b"C t4", b"C t3", b"X t2", b"F t1"]
+    env.r.xadd(env.k.events, {"t": "t9", "r": "a", "s": "FAILED", "a": "2", "w": "",
+                              "x": "", "f": "61"})
+    apply(env, read_events(env, "co"), keep=4)
+    assert env.r.lrange(env.k.recent("a"), 0, -1) == [b"F t9", b"C t4", b"C t3", b"X t2"]
+    assert 86000 < env.r.ttl(env.k.recent("a")) <= 86400  # it goes with the results it names
+    env.r.xadd(env.k.events, {"t": "t10", "r": "b", "s": "FAILED", "a": "1", "w": "",
+                              "x": "", "f": "61"})
+    env.r.xadd(env.k.events, {"t": "t11", "r": "a", "s": "FAILED", "a": "1", "w": "",
+                              "x": "", "f": "61"})
+    apply(env, read_events(env, "co"), keep=0)
+    assert not env.r.exists(env.k.recent("b")) and not env.r.exists(env.k.recent("a"))

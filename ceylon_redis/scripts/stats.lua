@@ -1,9 +1,11 @@
 -- stats: fold a coordinator's batch of outcome events into the statistics.
 --
 -- KEYS[1]  namespace base "{prefix}:"
--- ARGV[1]  consumer group of the coordinators, then seven per event:
---          entry id, role, status, attempt, wait ms ('' if it never ran),
---          run ms ('' likewise), finished at (Unix seconds)
+-- ARGV[1]  consumer group of the coordinators, ARGV[2] how many finished tasks
+--          to keep listed per role, ARGV[3] seconds the list lives after its
+--          last push (the results' TTL), then eight per event: entry id, role,
+--          status, attempt, wait ms ('' if it never ran), run ms ('' likewise),
+--          finished at (Unix seconds), task id
 -- Returns  how many events were applied.
 -- An event is applied only by the call whose XACK acknowledges it, so it is
 -- counted exactly once however many coordinators saw it (one died after
@@ -11,10 +13,18 @@
 --
 -- {P}:stats:<role> hash: completed, failed, cancelled, retries, wait_sum,
 -- run_sum, w<b> / r<b> histogram buckets of wait and run time, m<minute>
--- tasks finished in that minute. Bucket 0 holds [0, 1) ms; bucket b >= 1
--- holds [10^((b-1)/10), 10^(b/10)) ms; the last, 71, everything above.
+-- tasks finished in that minute, M<minute>w<b> / M<minute>r<b> that minute's
+-- buckets (the dashboard's latency over the last hour; the coordinator
+-- deletes minutes older than an hour). Bucket 0 holds [0, 1) ms; bucket
+-- b >= 1 holds [10^((b-1)/10), 10^(b/10)) ms; the last, 71, everything above.
+-- Counts are summed over the batch first: one HINCRBY per distinct field.
+--
+-- {P}:recent:<role> list: "<C|F|X> <task id>" of the role's latest finished
+-- tasks, newest first, capped at ARGV[2] (the dashboard's lists by status);
+-- it expires with the last results it names.
 
-local base, group = KEYS[1], ARGV[1]
+local base, group, keep, ttl = KEYS[1], ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+local LETTER = {COMPLETED = 'C', FAILED = 'F', CANCELLED = 'X'}
 local events = base .. 'events'
 local LAST = 71
 
@@ -23,26 +33,64 @@ local function bucket(ms)
   return math.min(LAST, math.floor(10 * math.log(ms) / math.log(10) + 1e-9) + 1)
 end
 
+local sums, order, recent = {}, {}, {}
+local function add(role, field, n)
+  local t = sums[role]
+  if not t then
+    t = {}
+    sums[role] = t
+    recent[role] = {}
+    order[#order + 1] = role
+  end
+  t[field] = (t[field] or 0) + n
+end
+
 local applied = 0
-for i = 2, #ARGV, 7 do
+for i = 4, #ARGV, 8 do
   local entry, role, status, attempt = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
-  local wait_ms, run_ms, at = ARGV[i + 4], ARGV[i + 5], ARGV[i + 6]
-  if redis.call('XACK', events, group, entry) == 1 then
-    local key = base .. 'stats:' .. role
-    redis.call('HINCRBY', key, string.lower(status), 1)
+  local wait_ms, run_ms, tid = tonumber(ARGV[i + 4]), tonumber(ARGV[i + 5]), ARGV[i + 7]
+  local at = tonumber(ARGV[i + 6]) or 0  -- checked before the XACK: nothing fails after it
+  if redis.call('XACK', events, group, entry) == 1 and role ~= '' then
+    local minute = 'm' .. math.floor(at / 60)
+    add(role, string.lower(status), 1)
     local a = tonumber(attempt) or 0
-    if a > 1 then redis.call('HINCRBY', key, 'retries', a - 1) end
-    if wait_ms ~= '' then
-      redis.call('HINCRBY', key, 'w' .. bucket(tonumber(wait_ms)), 1)
-      redis.call('HINCRBY', key, 'wait_sum', wait_ms)
+    if a > 1 then add(role, 'retries', a - 1) end
+    if wait_ms then
+      local b = bucket(wait_ms)
+      add(role, 'w' .. b, 1)
+      add(role, 'M' .. string.sub(minute, 2) .. 'w' .. b, 1)
+      add(role, 'wait_sum', math.floor(wait_ms))
     end
-    if run_ms ~= '' then
-      redis.call('HINCRBY', key, 'r' .. bucket(tonumber(run_ms)), 1)
-      redis.call('HINCRBY', key, 'run_sum', run_ms)
+    if run_ms then
+      local b = bucket(run_ms)
+      add(role, 'r' .. b, 1)
+      add(role, 'M' .. string.sub(minute, 2) .. 'r' .. b, 1)
+      add(role, 'run_sum', math.floor(run_ms))
     end
-    redis.call('HINCRBY', key, 'm' .. math.floor(tonumber(at) / 60), 1)
+    add(role, minute, 1)
+    if tid ~= '' then
+      local listed = recent[role]
+      listed[#listed + 1] = (LETTER[status] or '?') .. ' ' .. tid
+    end
     applied = applied + 1
   end
   redis.call('XDEL', events, entry)
+end
+for _, role in ipairs(order) do
+  local key = base .. 'stats:' .. role
+  for field, n in pairs(sums[role]) do
+    redis.call('HINCRBY', key, field, n)
+  end
+  local listed, list = recent[role], base .. 'recent:' .. role
+  if keep <= 0 then
+    redis.call('DEL', list)
+  elseif #listed > 0 then
+    local from = math.max(1, #listed - keep + 1)
+    for j = from, #listed, 1000 do
+      redis.call('LPUSH', list, unpack(listed, j, math.min(#listed, j + 999)))
+    end
+    redis.call('LTRIM', list, 0, keep - 1)
+    redis.call('EXPIRE', list, ttl)
+  end
 end
 return applied
