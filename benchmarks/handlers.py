@@ -23,3 +23,10 @@ async def progress_10_async(data: Any) -> Any:
     for i in range(1, 11):
         ctx.progress(i / 10)
     return data
+
+
+async def fail_when_told_async(data: Any) -> Any:
+    """An async no-op that raises when its input says ``{"fail": True}`` (dead letters)."""
+    if isinstance(data, dict) and data.get("fail"):
+        raise RuntimeError("told to fail")
+    return data

@@ -14,12 +14,14 @@ beyond 64 bits, a value nested deeper than ``MAX_DEPTH`` levels or containing it
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import datetime as dt
 import decimal
 import threading
 import uuid
 from collections.abc import Iterator, Mapping
+from enum import Enum
 from typing import Any
 
 import msgpack
@@ -347,3 +349,29 @@ def _find_unencodable(value: Any, path: str, depth: int = 0) -> tuple[str, Any]:
         except (TypeError, OverflowError, ValueError):
             return _find_unencodable(child, child_path, depth + 1)
     return path, value
+
+
+def jsonable(value: Any) -> Any:
+    """JSON's view of a decoded payload: records and models as objects, bytes as text."""
+    if isinstance(value, Record):
+        return {k: jsonable(v) for k, v in value.items()}
+    if isinstance(value, BaseModel):
+        return {k: jsonable(getattr(value, k)) for k in type(value).model_fields}
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [jsonable(v) for v in value]
+    if isinstance(value, bytes):
+        try:
+            return value.decode()
+        except UnicodeDecodeError:
+            return "base64:" + base64.b64encode(value).decode()
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, (dt.datetime, dt.date)):
+        return value.isoformat()
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    return str(value)

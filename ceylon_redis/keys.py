@@ -203,8 +203,12 @@ class Keys:
         return f"{self.base}coordinators"
 
     def recent(self, role: str) -> str:
-        """List: "<C|F|X> <task id>" of the role's latest finished tasks (coordinators)."""
+        """List: "<C|F|X> <finished at> <task id>" of the role's latest finished tasks."""
         return f"{self.base}recent:{role}"
+
+    def failures(self, role: str) -> str:
+        """List: as ``recent``, of the role's failed and cancelled tasks only."""
+        return f"{self.base}failures:{role}"
 
     def stats(self, role: str) -> str:
         return f"{self.base}stats:{role}"

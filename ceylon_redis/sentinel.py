@@ -81,16 +81,16 @@ class SentinelTarget:
 
     def sync_client(self, client_class: type[redis.Redis], **options: Any) -> redis.Redis:
         """A blocking client of the current master, of ``client_class``."""
-        manager = sync_sentinel.Sentinel(  # type: ignore[no-untyped-call]
+        manager = sync_sentinel.Sentinel(  # type: ignore[no-untyped-call, unused-ignore]
             list(self.sentinels), sentinel_kwargs=self._sentinel_kwargs(options))
-        client: redis.Redis = manager.master_for(  # type: ignore[no-untyped-call]
+        client: redis.Redis = manager.master_for(  # type: ignore[no-untyped-call, unused-ignore]
             self.master, redis_class=client_class,
             connection_pool_class=_BlockingSyncPool, **self._node_kwargs(options))
         return client
 
     def async_client(self, client_class: type[aioredis.Redis], **options: Any) -> aioredis.Redis:
         """An asyncio client of the current master, of ``client_class``."""
-        manager = async_sentinel.Sentinel(  # type: ignore[no-untyped-call]
+        manager = async_sentinel.Sentinel(  # type: ignore[no-untyped-call, unused-ignore]
             list(self.sentinels), sentinel_kwargs=self._sentinel_kwargs(options))
         client: aioredis.Redis = manager.master_for(
             self.master, redis_class=client_class,

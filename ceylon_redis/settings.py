@@ -101,8 +101,9 @@ class Settings:
     """Seconds between a worker's writes of the progress its running tasks report: reports
     in between are coalesced, the latest one per task written."""
     recent_per_role: int = 10_000
-    """Finished tasks the coordinators list per role, newest first, in ``{P}:recent:<role>``
-    (the dashboard's lists by status; about 30 bytes each); 0 keeps none."""
+    """Finished tasks the coordinators list per role, newest first, in ``{P}:recent:<role>``,
+    and as many failed or cancelled ones in ``{P}:failures:<role>`` (the dashboard's lists
+    by status; about 40 bytes each); 0 keeps none."""
 
     def __post_init__(self) -> None:
         check_name("prefix", self.prefix)

@@ -8,13 +8,15 @@ in-process Redis (``embedded://``).
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import importlib
 from collections import Counter
 from types import ModuleType
 
 import pytest
 
-from ceylon_redis import TaskResult, TaskStatus, ValidationError
+from ceylon_redis import AsyncClient, TaskResult, TaskStatus, ValidationError
 
 TIME_SCALE = "0.01"
 
@@ -228,3 +230,20 @@ async def test_graphs(backend: str, monkeypatch: pytest.MonkeyPatch) -> None:
     assert out["night2"].status == "completed"
     overall = out["stats"].overall
     assert (overall.completed, overall.failed) == (7, 2)  # each final outcome counted once
+
+
+@pytest.mark.redis
+async def test_the_dashboard_tour_keeps_every_page_busy(
+        redis_url: str, prefix: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    example = importlib.import_module("examples.dashboard_tour")
+    monkeypatch.setattr(example, "URL", redis_url)
+    monkeypatch.setattr(example, "PREFIX", prefix)
+    with contextlib.suppress(asyncio.TimeoutError):
+        await asyncio.wait_for(example.main(), 6)
+    async with AsyncClient(redis_url, prefix) as client:
+        roles = {q.role for q in await client.queues()}
+        assert {"reports", "imports", "etl"} <= roles
+        assert await client.dead_letter_count() >= 1  # import 10 fails for good
+        assert [s.id for s in await client.schedules()] == ["hourly-digest"]
+        assert (await client.limit("imports")).role_limit.rate == 20
+        assert (await client.graph("night-1").info()).total == 6

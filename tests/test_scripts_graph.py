@@ -269,11 +269,15 @@ def test_stats_list_each_roles_latest_finished_tasks_capped(env: Env) -> None:
         env.r.xadd(env.k.events, {"t": f"t{i}", "r": "a", "s": status, "a": "1", "w": "",
                                   "x": "", "f": "60"})
     apply(env, read_events(env, "co"), keep=4)
-    assert env.r.lrange(env.k.recent("a"), 0, -1) == [b"C t4", b"C t3", b"X t2", b"F t1"]
+    assert env.r.lrange(env.k.recent("a"), 0, -1) == [b"C 60 t4", b"C 60 t3", b"X 60 t2",
+                                                      b"F 60 t1"]
     env.r.xadd(env.k.events, {"t": "t9", "r": "a", "s": "FAILED", "a": "2", "w": "",
-                              "x": "", "f": "61"})
+                              "x": "", "f": "61.5"})
     apply(env, read_events(env, "co"), keep=4)
-    assert env.r.lrange(env.k.recent("a"), 0, -1) == [b"F t9", b"C t4", b"C t3", b"X t2"]
+    assert env.r.lrange(env.k.recent("a"), 0, -1) == [b"F 61 t9", b"C 60 t4", b"C 60 t3",
+                                                      b"X 60 t2"]
+    # failures are kept further back: completed tasks do not push them out
+    assert env.r.lrange(env.k.failures("a"), 0, -1) == [b"F 61 t9", b"X 60 t2", b"F 60 t1"]
     assert 86000 < env.r.ttl(env.k.recent("a")) <= 86400  # it goes with the results it names
     env.r.xadd(env.k.events, {"t": "t10", "r": "b", "s": "FAILED", "a": "1", "w": "",
                               "x": "", "f": "61"})
@@ -281,3 +285,4 @@ def test_stats_list_each_roles_latest_finished_tasks_capped(env: Env) -> None:
                               "x": "", "f": "61"})
     apply(env, read_events(env, "co"), keep=0)
     assert not env.r.exists(env.k.recent("b")) and not env.r.exists(env.k.recent("a"))
+    assert not env.r.exists(env.k.failures("a"))

@@ -104,9 +104,10 @@ def _run(topology: SentinelSet, ledger: RedisServer, daemons: list[Daemon]) -> N
         promoted_after = time.monotonic() - killed_at
         old_master.start()  # comes back; the sentinels make it the new master's replica
         # Sentinel's own pace (it waits before converting a returning master, then a full
-        # resync): once in a CI run it took over 30 s, so this set-up wait gets 60.
+        # resync): once in a CI run it took over 30 s, once beside the other pytest worker
+        # over 60 s, so this set-up wait gets 120.
         topology.wait_for(lambda: topology.replica_count(topology.replica.port) == 1,
-                          timeout=60)
+                          timeout=120)
         resynced = len(accepted)
         time.sleep(2)
     finally:  # a failed step must not leave the producer running (pytest would never exit)

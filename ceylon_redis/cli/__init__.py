@@ -10,13 +10,25 @@ daemon whose stop overran its deadline (stacks dumped, see lifecycle.py).
 
 from __future__ import annotations
 
-from . import daemons, dead, enqueue, events, graph, inspecting, limit, metrics, schedule, tasks
+from . import (
+    daemons,
+    dashboard,
+    dead,
+    enqueue,
+    events,
+    graph,
+    inspecting,
+    limit,
+    metrics,
+    schedule,
+    tasks,
+)
 from .app import main
 
 for command in (daemons.worker, daemons.coordinator, enqueue.enqueue, tasks.task,
                 inspecting.queues, inspecting.workers, inspecting.stats, graph.graph,
                 tasks.cancel, tasks.purge, daemons.demo, dead.dead, metrics.metrics,
-                schedule.schedule, limit.limit, events.events):
+                schedule.schedule, limit.limit, events.events, dashboard.dashboard):
     main.add_command(command)
 del command
 

@@ -3,21 +3,16 @@ instead of a traceback, JSON output, and the /metrics server's start."""
 
 from __future__ import annotations
 
-import base64
-import dataclasses
-import datetime as dt
 import functools
 import json
 import sys
 from collections.abc import Callable
-from enum import Enum
 from typing import Any, TypeVar
 
 import click
 import redis
-from pydantic import BaseModel
 
-from ..codec import Record
+from ..codec import jsonable
 from ..errors import CeylonRedisError, RedisConnectionError, RedisTimeoutError, did_you_mean
 from ..metrics import MetricsServer, serve
 from ..settings import Settings, redact_url
@@ -67,32 +62,6 @@ def friendly_errors(func: F) -> F:
             sys.exit(1)
 
     return wrapper  # type: ignore[return-value]
-
-
-def jsonable(value: Any) -> Any:
-    """JSON's view of a decoded payload: records and models as objects, bytes as text."""
-    if isinstance(value, Record):
-        return {k: jsonable(v) for k, v in value.items()}
-    if isinstance(value, BaseModel):
-        return {k: jsonable(getattr(value, k)) for k in type(value).model_fields}
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
-    if isinstance(value, dict):
-        return {str(k): jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple, set, frozenset)):
-        return [jsonable(v) for v in value]
-    if isinstance(value, bytes):
-        try:
-            return value.decode()
-        except UnicodeDecodeError:
-            return "base64:" + base64.b64encode(value).decode()
-    if isinstance(value, Enum):
-        return value.value
-    if isinstance(value, (dt.datetime, dt.date)):
-        return value.isoformat()
-    if value is None or isinstance(value, (str, int, float, bool)):
-        return value
-    return str(value)
 
 
 def plural(n: int, one: str, many: str | None = None) -> str:

@@ -19,9 +19,10 @@
 -- b >= 1 holds [10^((b-1)/10), 10^(b/10)) ms; the last, 71, everything above.
 -- Counts are summed over the batch first: one HINCRBY per distinct field.
 --
--- {P}:recent:<role> list: "<C|F|X> <task id>" of the role's latest finished
--- tasks, newest first, capped at ARGV[2] (the dashboard's lists by status);
--- it expires with the last results it names.
+-- {P}:recent:<role> list: "<C|F|X> <finished at, s> <task id>" of the role's
+-- latest finished tasks, newest first, capped at ARGV[2]; {P}:failures:<role>
+-- the same of its failed and cancelled ones only (rarer: kept further back).
+-- The dashboard's lists by status; each expires with the last results it names.
 
 local base, group, keep, ttl = KEYS[1], ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 local LETTER = {COMPLETED = 'C', FAILED = 'F', CANCELLED = 'X'}
@@ -33,13 +34,14 @@ local function bucket(ms)
   return math.min(LAST, math.floor(10 * math.log(ms) / math.log(10) + 1e-9) + 1)
 end
 
-local sums, order, recent = {}, {}, {}
+local sums, order, recent, failures = {}, {}, {}, {}
 local function add(role, field, n)
   local t = sums[role]
   if not t then
     t = {}
     sums[role] = t
     recent[role] = {}
+    failures[role] = {}
     order[#order + 1] = role
   end
   t[field] = (t[field] or 0) + n
@@ -69,19 +71,20 @@ for i = 4, #ARGV, 8 do
     end
     add(role, minute, 1)
     if tid ~= '' then
+      local letter = LETTER[status] or '?'
+      local item = letter .. ' ' .. math.floor(at) .. ' ' .. tid
       local listed = recent[role]
-      listed[#listed + 1] = (LETTER[status] or '?') .. ' ' .. tid
+      listed[#listed + 1] = item
+      if letter ~= 'C' then
+        listed = failures[role]
+        listed[#listed + 1] = item
+      end
     end
     applied = applied + 1
   end
   redis.call('XDEL', events, entry)
 end
-for _, role in ipairs(order) do
-  local key = base .. 'stats:' .. role
-  for field, n in pairs(sums[role]) do
-    redis.call('HINCRBY', key, field, n)
-  end
-  local listed, list = recent[role], base .. 'recent:' .. role
+local function push(listed, list)
   if keep <= 0 then
     redis.call('DEL', list)
   elseif #listed > 0 then
@@ -92,5 +95,14 @@ for _, role in ipairs(order) do
     redis.call('LTRIM', list, 0, keep - 1)
     redis.call('EXPIRE', list, ttl)
   end
+end
+
+for _, role in ipairs(order) do
+  local key = base .. 'stats:' .. role
+  for field, n in pairs(sums[role]) do
+    redis.call('HINCRBY', key, field, n)
+  end
+  push(recent[role], base .. 'recent:' .. role)
+  push(failures[role], base .. 'failures:' .. role)
 end
 return applied

@@ -75,10 +75,13 @@ class AsyncEvents(AsyncProducing):
         wanted = check_kinds(kinds)
         found: list[TaskEvent] = []
         for keys in self.parts.all:
-            end, got, seen = "+", list[TaskEvent](), 0
+            end, got, seen, size = "+", list[TaskEvent](), 0, max(count, 8)
             while len(got) < count and seen < scan:
+                # a window as large as the count first (an entry holds up to 16 events),
+                # doubled while a filter leaves it short: a look at the newest few reads few
                 page = await self.redis.xrevrange(keys.lifecycle, end, "-",
-                                                  count=min(500, scan - seen))
+                                                  count=min(size, 500, scan - seen))
+                size *= 2
                 if not page:
                     break
                 seen += len(page)
