@@ -16,7 +16,7 @@ import pytest
 from starlette.applications import Starlette
 from starlette.routing import Mount
 
-from ceylon_redis import AsyncClient, TaskDef, TaskStatus, ValidationError
+from ceylon_redis import AsyncClient, Settings, TaskDef, TaskStatus, ValidationError
 from ceylon_redis.dashboard import DashboardConfig, create_app
 from ceylon_redis.dashboard.actions import safe_back
 from ceylon_redis.dashboard.layout import MAX_NODES, depths, draw
@@ -349,3 +349,28 @@ async def test_concurrent_looks_share_one_read_of_redis() -> None:
     assert await cache.get("k", make_value) == 1
     cache.clear()
     assert await cache.get("k", make_value) == 2
+
+
+async def test_with_partitions_every_list_pages_through_every_partition(
+        fake_async: fakeredis.FakeAsyncRedis) -> None:
+    settings = Settings(prefix="dashp", partitions=3)
+    async with AsyncClient(settings=settings, redis=fake_async) as client:
+        queued = [await client.enqueue("spread", i) for i in range(20)]
+        later = [await client.enqueue("spread", i, delay=600) for i in range(7)]
+        assert {client.parts.home(t).partition for t in queued} == {0, 1, 2}
+        app = create_app(client, config=DashboardConfig(cache_ttl=0, page_size=4))
+        async with http(app) as h:
+            for status, want in (("queued", queued), ("scheduled", later)):
+                url, seen = f"/tasks?role=spread&status={status}", []
+                while url:
+                    text = (await h.get(url)).text
+                    seen += re.findall(r'<td class="mono"><a href="/tasks/([0-9a-f]+)"', text)
+                    nxt = re.search(r'rel="next" href="([^"]+)"', text)
+                    url = html.unescape(nxt[1]) if nxt else ""
+                assert sorted(seen) == sorted(want), status
+            for tid in queued[:3] + later[:1]:
+                assert (await h.get(f"/tasks/{tid}")).status_code == 200
+            home = (await h.get("/")).text
+            assert re.search(r'data-role="spread">.*?class="n-queued"><a [^>]*>20<', home, re.S)
+            events = (await h.get("/events?part=2")).text
+            assert "partition" in events and "/tasks/" in events

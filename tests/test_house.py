@@ -10,6 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "ceylon_redis"
 MAX_MODULE_LINES = 500
@@ -68,3 +70,23 @@ def test_import_contracts_are_kept() -> None:
     assert lint is not None, "import-linter is a dev dependency: pip install -e '.[dev]'"
     run = subprocess.run([lint, "--no-cache"], cwd=ROOT, capture_output=True, text=True)
     assert run.returncode == 0, run.stdout[-3000:]
+
+
+def test_every_file_the_package_needs_is_in_its_package_data() -> None:
+    """A wheel (``pip install .``, the Docker image) holds the .py files and what
+    pyproject's package-data names: a Lua include or a template left out of it breaks
+    every install but an editable one (the Lua includes were, until 2026-12-04)."""
+    from pathlib import PurePosixPath
+
+    tomllib = pytest.importorskip("tomllib")
+
+    def matches(path: str, pattern: str) -> bool:  # setuptools' globs: * stays in its folder
+        p, g = PurePosixPath(path), PurePosixPath(pattern)
+        return len(p.parts) == len(g.parts) and p.match(pattern)
+
+    patterns = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"][
+        "package-data"]["ceylon_redis"]
+    needed = [p.relative_to(PACKAGE).as_posix() for p in PACKAGE.rglob("*")
+              if p.is_file() and p.suffix not in (".py", ".pyc") and "__pycache__" not in p.parts]
+    missing = [f for f in needed if not any(matches(f, pat) for pat in patterns)]
+    assert not missing, f"not in [tool.setuptools.package-data]: {missing}"
