@@ -162,6 +162,7 @@ def test_the_overview_shows_a_role_once_tasks_are_enqueued(
     until(browser, lambda: cell.text == "5" or browser.find_element(
         By.CSS_SELECTOR, 'tr[data-role="fresh"] td.n-queued').text == "5")
     assert same_document(browser), "the page was reloaded, not updated"
+    assert browser.execute_script("return document.body.dataset.stream;") == "open"
 
 
 def test_a_running_tasks_progress_moves_on_its_page(

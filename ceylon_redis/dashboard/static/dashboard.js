@@ -72,8 +72,12 @@
     while (feed.children.length > 50) feed.lastChild.remove();
   }
 
-  if (live && live.dataset.stream && window.EventSource) {
-    const source = new EventSource(live.dataset.stream);
+  // One event stream per visible tab: a browser allows about six connections to a host,
+  // so a hidden tab gives its stream up (and catches up by a refresh when shown again).
+  let source = null;
+  function openStream() {
+    if (source || !live || !live.dataset.stream || !window.EventSource) return;
+    source = new EventSource(live.dataset.stream);
     source.onmessage = function (msg) {
       let events = [];
       try { events = JSON.parse(msg.data); } catch (e) { return; }
@@ -82,6 +86,13 @@
     };
     body.dataset.stream = "open";
   }
+  function closeStream() {
+    if (source) { source.close(); source = null; body.dataset.stream = "closed"; }
+  }
+  document.addEventListener("visibilitychange", function () {
+    if (document.hidden) { closeStream(); } else { openStream(); soon(0); }
+  });
+  if (!document.hidden) openStream();
   if (live) {
     setInterval(function () {
       if (!document.hidden && !isFinal()) soon(0);
