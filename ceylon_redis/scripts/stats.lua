@@ -18,6 +18,8 @@
 -- deletes minutes older than an hour). Bucket 0 holds [0, 1) ms; bucket
 -- b >= 1 holds [10^((b-1)/10), 10^(b/10)) ms; the last, 71, everything above.
 -- Counts are summed over the batch first: one HINCRBY per distinct field.
+-- Acked events are deleted together at the end (the XACK of each, one by one,
+-- is what says whether this call applies it).
 --
 -- {P}:recent:<role> list: "<C|F|X> <finished at, s> <task id>" of the role's
 -- latest finished tasks, newest first, capped at ARGV[2]; {P}:failures:<role>
@@ -47,7 +49,7 @@ local function add(role, field, n)
   t[field] = (t[field] or 0) + n
 end
 
-local applied = 0
+local applied, done = 0, {}
 for i = 4, #ARGV, 8 do
   local entry, role, status, attempt = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
   local wait_ms, run_ms, tid = tonumber(ARGV[i + 4]), tonumber(ARGV[i + 5]), ARGV[i + 7]
@@ -82,7 +84,10 @@ for i = 4, #ARGV, 8 do
     end
     applied = applied + 1
   end
-  redis.call('XDEL', events, entry)
+  done[#done + 1] = entry
+end
+for j = 1, #done, 1000 do  -- deleted together: one XDEL per thousand, not one each
+  redis.call('XDEL', events, unpack(done, j, math.min(#done, j + 999)))
 end
 local function push(listed, list)
   if keep <= 0 then
