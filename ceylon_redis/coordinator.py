@@ -162,7 +162,7 @@ class Coordinator:
         if name == keys.releases:
             return await self._release(keys, entries)
         args: list[Any] = [COORDINATOR_GROUP, self.settings.recent_per_role,
-                           self.settings.result_ttl]
+                           int(self.settings.result_ttl)]
         for entry_id, f in entries:
             if not f:  # claimed after it was deleted: nothing to count
                 args.extend((entry_id, "", "", "", "", "", "0", ""))

@@ -374,3 +374,26 @@ async def test_with_partitions_every_list_pages_through_every_partition(
             assert re.search(r'data-role="spread">.*?class="n-queued"><a [^>]*>20<', home, re.S)
             events = (await h.get("/events?part=2")).text
             assert "partition" in events and "/tasks/" in events
+
+
+async def test_merged_lists_end_on_the_last_full_page_and_survive_their_expiry(
+        aclient: AsyncClient) -> None:
+    ids = {r: [await aclient.enqueue(r, i) for i in range(4)] for r in ("ra", "rb")}
+    keys, now = aclient.keys, 1_796_000_000
+    for r, tids in ids.items():  # as the coordinators write them: newest first
+        for i, tid in enumerate(tids):
+            await aclient.redis.lpush(keys.recent(r), f"C {now + i * 2 + (r == 'rb')} {tid}")
+    async with http(make(aclient, page_size=4)) as h:
+        first = (await h.get("/tasks?status=completed")).text
+        shown = re.findall(r'<td class="mono"><a href="/tasks/([0-9a-f]+)"', first)
+        assert shown == [ids["rb"][3], ids["ra"][3], ids["rb"][2], ids["ra"][2]]  # by time
+        nxt = re.search(r'rel="next" href="([^"]+)"', first)
+        assert nxt
+        second = (await h.get(html.unescape(nxt[1]))).text
+        assert re.findall(r'<td class="mono"><a href="/tasks/([0-9a-f]+)"', second) == [
+            ids["rb"][1], ids["ra"][1], ids["rb"][0], ids["ra"][0]]
+        assert 'rel="next"' not in second  # exactly full, and nothing after it
+        for r in ids:
+            await aclient.redis.delete(keys.recent(r))
+        gone = await h.get(html.unescape(nxt[1]))  # a Next link made before they expired
+        assert gone.status_code == 200 and "none" in gone.text

@@ -286,3 +286,14 @@ def test_stats_list_each_roles_latest_finished_tasks_capped(env: Env) -> None:
     apply(env, read_events(env, "co"), keep=0)
     assert not env.r.exists(env.k.recent("b")) and not env.r.exists(env.k.recent("a"))
     assert not env.r.exists(env.k.failures("a"))
+
+
+def test_stats_drop_absurd_numbers_and_count_the_rest_of_the_batch(env: Env) -> None:
+    events_group(env)
+    for i, (w, x, f) in enumerate([("nan", "5", "60"), ("inf", "1e300", "x"), ("3", "4", "61")]):
+        env.r.xadd(env.k.events, {"t": f"t{i}", "r": "a", "s": "COMPLETED", "a": "1",
+                                  "w": w, "x": x, "f": f})
+    assert apply(env, read_events(env, "co")) == 3
+    raw = {k.decode(): int(v) for k, v in env.r.hgetall(env.k.stats("a")).items()}
+    assert raw["completed"] == 3 and raw["wait_sum"] == 3 and raw["run_sum"] == 9
+    assert env.r.xlen(env.k.events) == 0

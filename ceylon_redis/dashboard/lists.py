@@ -5,6 +5,7 @@ never a scan of the keyspace. A cursor says where the next page starts."""
 from __future__ import annotations
 
 import re
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,6 +29,8 @@ FINAL_KINDS = {"finished": frozenset({"completed", "failed", "cancelled"}),
                "cancelled": frozenset({"cancelled"})}
 RECENT_LETTERS = {"finished": "CFX", "completed": "C", "failed": "F", "cancelled": "X"}
 """The status letters of ``{P}:recent:<role>`` items each list shows."""
+MERGE_SCAN = 20_000
+"""List items one page of finished tasks reads at most (from the coordinators' lists)."""
 LIFECYCLE_SCAN = 5_000
 """Lifecycle entries one page of finished tasks reads at most (a filter that matches
 little returns a short page and a cursor to look further back)."""
@@ -184,6 +187,8 @@ async def _finished(client: AsyncClient, keys: Keys, role: str, status: str, pos
         lists = await _final_lists(client, keys, role, status)
         if lists:
             return await _merged(client, keys, lists, status, pos[1:], size)
+        if pos:  # the lists the cursor paged through have expired since
+            return [], ""
     events, after, oldest = await lifecycle_page(client, keys, role or None,
                                                  FINAL_KINDS[status], pos, size)
     page.searched_to = oldest or page.searched_to
@@ -216,36 +221,40 @@ async def _final_lists(client: AsyncClient, keys: Keys, role: str,
 async def _merged(client: AsyncClient, keys: Keys, lists: dict[str, str], status: str,
                   pos: str, size: int) -> tuple[list[TaskInfo], str]:
     """A page of the roles' lists merged newest first; the cursor holds each role's
-    offset ("role=offset;..."), windows of 500 read as each role's runs out."""
+    offset ("role=offset;...", "done" once read to its end). Windows of 500 are read as
+    each role's runs out, at most MERGE_SCAN items a page (a rare status then shows a
+    short page and a cursor to look further)."""
     offsets = dict.fromkeys(lists, 0)
     for part in filter(None, pos.split(";")):
         r, _, off = part.partition("=")
         if r in offsets:
             offsets[r] = -1 if off == "done" else whole(off)
-    letters, picked = RECENT_LETTERS[status], list[str]()
-    heads: dict[str, list[tuple[int, str, str]]] = {}
-    while len(picked) < size:
-        need = [r for r in lists if not heads.get(r) and offsets[r] >= 0]
+    letters, picked, read = RECENT_LETTERS[status], list[str](), 0
+    heads: dict[str, deque[tuple[int, str, str]]] = {r: deque() for r in lists}
+    ended = {r for r, off in offsets.items() if off < 0}  # read to the end
+    while len(picked) < size and read < MERGE_SCAN:
+        need = [r for r in lists if not heads[r] and r not in ended]
         if need:
             async with client.redis.pipeline(transaction=False) as pipe:
                 for r in need:
                     pipe.lrange(lists[r], offsets[r], offsets[r] + 499)
                 windows = await pipe.execute()
             for r, window in zip(need, windows):
-                heads[r] = [_item(raw) for raw in window]
-                if not window:
-                    offsets[r] = -1  # this role's list is done
-        live = [r for r in lists if heads.get(r)]
+                heads[r].extend(_item(raw) for raw in window)
+                read += len(window)
+                if len(window) < 500:
+                    ended.add(r)
+        live = [r for r in lists if heads[r]]
         if not live:
             break
         best = max(live, key=lambda r: heads[r][0][0])
-        _, letter, tid = heads[best].pop(0)
+        _, letter, tid = heads[best].popleft()
         offsets[best] += 1
         if letter in letters:
             picked.append(tid)
-    more = len(picked) == size and any(off >= 0 for off in offsets.values())
-    after = ("m" + ";".join(f"{r}={'done' if off < 0 else off}" for r, off in offsets.items())
-             if more else "")
+    left = [r for r in lists if heads[r] or r not in ended]
+    after = ("m" + ";".join(f"{r}={off if r in left else 'done'}" for r, off in offsets.items())
+             if left and (len(picked) == size or read >= MERGE_SCAN) else "")
     return await rows(client, keys, picked), after
 
 

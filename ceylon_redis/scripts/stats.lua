@@ -26,7 +26,8 @@
 -- the same of its failed and cancelled ones only (rarer: kept further back).
 -- The dashboard's lists by status; each expires with the last results it names.
 
-local base, group, keep, ttl = KEYS[1], ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+local base, group = KEYS[1], ARGV[1]
+local keep, ttl = math.floor(tonumber(ARGV[2]) or 0), math.max(1, math.floor(tonumber(ARGV[3]) or 86400))
 local LETTER = {COMPLETED = 'C', FAILED = 'F', CANCELLED = 'X'}
 local events = base .. 'events'
 local LAST = 71
@@ -34,6 +35,12 @@ local LAST = 71
 local function bucket(ms)
   if ms < 1 then return 0 end
   return math.min(LAST, math.floor(10 * math.log(ms) / math.log(10) + 1e-9) + 1)
+end
+
+local function ms(value)
+  local n = tonumber(value)
+  if n and n == n and n >= 0 and n < 1e15 then return n end
+  return nil
 end
 
 local sums, order, recent, failures = {}, {}, {}, {}
@@ -52,8 +59,10 @@ end
 local applied, done = 0, {}
 for i = 4, #ARGV, 8 do
   local entry, role, status, attempt = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
-  local wait_ms, run_ms, tid = tonumber(ARGV[i + 4]), tonumber(ARGV[i + 5]), ARGV[i + 7]
-  local at = tonumber(ARGV[i + 6]) or 0  -- checked before the XACK: nothing fails after it
+  -- numbers checked before the XACK (nothing may fail after it): NaN, inf and
+  -- absurd values are dropped, as an absent one is
+  local wait_ms, run_ms, at = ms(ARGV[i + 4]), ms(ARGV[i + 5]), ms(ARGV[i + 6]) or 0
+  local tid = ARGV[i + 7]
   if redis.call('XACK', events, group, entry) == 1 and role ~= '' then
     local minute = 'm' .. math.floor(at / 60)
     add(role, string.lower(status), 1)

@@ -84,6 +84,10 @@
       addToFeed(events);
       soon(250);
     };
+    source.onerror = function () {
+      // closed for good (a refusal, a server error): the next showing of the tab retries
+      if (source && source.readyState === EventSource.CLOSED) closeStream();
+    };
     body.dataset.stream = "open";
   }
   function closeStream() {
