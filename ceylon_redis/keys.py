@@ -54,7 +54,7 @@ from dataclasses import dataclass
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
 TASK_ID_PATTERN = re.compile(r"^[A-Za-z0-9_.\-]{1,128}$")
-ENTRY_ID = re.compile(r"^\d+-\d+$")
+ENTRY_ID = re.compile(r"^[0-9]+-[0-9]+\Z")
 """A stream entry id, "<ms>-<seq>" (task ids can look like one: callers say which they mean)."""
 GROUP = "workers"
 COORDINATOR_GROUP = "coordinators"

@@ -13,7 +13,7 @@ from typing import Any
 from ..client import AsyncClient
 from ..errors import UnknownTaskError, ValidationError
 from ..events import parse_entries
-from ..keys import Keys
+from ..keys import ENTRY_ID, Keys
 from ..models import DeadLetter, TaskEvent, TaskInfo
 from ..protocol import parse_dead_letter, parse_task
 
@@ -49,7 +49,6 @@ class Page:
 
 
 _WHOLE = re.compile(r"[0-9]{1,18}")
-_ENTRY = re.compile(r"[0-9]{1,18}-[0-9]{1,18}")
 
 
 def whole(pos: str) -> int:
@@ -63,7 +62,7 @@ def whole(pos: str) -> int:
 
 def entry(pos: str) -> str:
     """A cursor's stream entry id, checked; ValidationError for anything else."""
-    if not _ENTRY.fullmatch(pos):
+    if not ENTRY_ID.match(pos):
         raise ValidationError(f"bad cursor position {pos!r}")
     return pos
 
@@ -145,20 +144,29 @@ async def _stream(client: AsyncClient, keys: Keys, role: str, start: str,
 async def _running(client: AsyncClient, keys: Keys, role: str, status: str, pos: str,
                    size: int, page: Page) -> tuple[list[TaskInfo], str]:
     """Entries delivered to a worker and not yet acknowledged (XPENDING), oldest first."""
-    start = "(" + entry(pos) if pos else "-"
+    pending, ids = await pending_tasks(client, keys, role, "(" + entry(pos) if pos else "-",
+                                       size)
+    after = pending[-1]["message_id"].decode() if len(pending) == size else ""
+    return await rows(client, keys, ids), after
+
+
+async def pending_tasks(client: AsyncClient, keys: Keys, role: str, start: str,
+                        count: int) -> tuple[list[Any], list[str]]:
+    """The role's entries delivered and not acknowledged from ``start`` (XPENDING rows),
+    and the ids of the tasks they name; none while no worker ever read the role."""
     try:
-        pending = await client.redis.xpending_range(keys.stream(role), GROUP, start, "+", size)
-    except Exception as exc:  # no group yet: no worker ever read the role
+        pending = await client.redis.xpending_range(keys.stream(role), GROUP, start, "+",
+                                                    count)
+    except Exception as exc:
         if "NOGROUP" in str(exc):
-            return [], ""
+            return [], []
         raise
     async with client.redis.pipeline(transaction=False) as pipe:
         for p in pending:
             pipe.xrange(keys.stream(role), p["message_id"], p["message_id"])
         found = await pipe.execute()
     ids = [e[0][1].get(b"id", b"").decode() for e in found if e]
-    after = pending[-1]["message_id"].decode() if len(pending) == size else ""
-    return await rows(client, keys, [i for i in ids if i]), after
+    return pending, [i for i in ids if i]
 
 
 async def _waiting(client: AsyncClient, keys: Keys, role: str, status: str, pos: str,

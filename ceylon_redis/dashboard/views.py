@@ -3,7 +3,6 @@ templates (and the JSON endpoints), never a scan of the keyspace."""
 
 from __future__ import annotations
 
-import asyncio
 import time
 from typing import Any
 
@@ -11,7 +10,7 @@ from ..client import AsyncClient
 from ..events import KINDS
 from ..models import TaskInfo, WorkerInfo
 from .layout import draw
-from .lists import GROUP, lifecycle_page, rows
+from .lists import lifecycle_page, pending_tasks, rows
 
 TRANSITIONS = KINDS - {"progress"}
 """What a task's page lists of its events: progress shows in its bar."""
@@ -21,8 +20,10 @@ CURRENT_PER_ROLE = 200
 
 async def overview(client: AsyncClient) -> dict[str, Any]:
     """Per role: counts, dead letters, throughput and latency over the last hour."""
-    stats, dead = await asyncio.gather(client.stats(), client.dead_letter_counts())
-    queues = {q.role: q for q in await client.queues()}
+    listed = await client.queues()
+    stats = await client._stats_of(listed)  # the queues read once, for both
+    dead = await client.dead_letter_counts()
+    queues = {q.role: q for q in listed}
     roles = []
     for r in stats.roles:
         q = queues.get(r.role)
@@ -54,19 +55,8 @@ async def workers(client: AsyncClient) -> list[dict[str, Any]]:
     roles = sorted({r for w in found for r in w.roles})
     for keys in client.parts.all:
         for role in roles:
-            try:
-                pending = await client.redis.xpending_range(keys.stream(role), GROUP, "-",
-                                                            "+", CURRENT_PER_ROLE)
-            except Exception as exc:
-                if "NOGROUP" in str(exc):
-                    continue
-                raise
-            async with client.redis.pipeline(transaction=False) as pipe:
-                for p in pending:
-                    pipe.xrange(keys.stream(role), p["message_id"], p["message_id"])
-                entries = await pipe.execute()
-            ids = [e[0][1].get(b"id", b"").decode() for e in entries if e]
-            for t in await rows(client, keys, [i for i in ids if i]):
+            _, ids = await pending_tasks(client, keys, role, "-", CURRENT_PER_ROLE)
+            for t in await rows(client, keys, ids):
                 if t.worker:
                     current.setdefault(t.worker, []).append(t)
     return [{"worker": w, "tasks": current.get(w.id, [])} for w in found]
@@ -75,8 +65,8 @@ async def workers(client: AsyncClient) -> list[dict[str, Any]]:
 async def task(client: AsyncClient, task_id: str) -> dict[str, Any]:
     """A task's hash in full, its dependents and its recent events (attempts)."""
     info = await client.get(task_id)
-    keys = client._homes(task_id)[0]
-    for k in client._homes(task_id):
+    keys = client.keys
+    for k in client._homes(task_id) if client.parts.count > 1 else ():
         if await client.redis.exists(k.task(task_id)):
             keys = k
             break

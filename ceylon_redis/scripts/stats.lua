@@ -37,7 +37,7 @@ local function bucket(ms)
   return math.min(LAST, math.floor(10 * math.log(ms) / math.log(10) + 1e-9) + 1)
 end
 
-local function ms(value)
+local function sane(value)
   local n = tonumber(value)
   if n and n == n and n >= 0 and n < 1e15 then return n end
   return nil
@@ -56,30 +56,29 @@ local function add(role, field, n)
   t[field] = (t[field] or 0) + n
 end
 
+-- a wait or run time (ms; nil when the task never ran) into its buckets and sum
+local function timing(role, minute, kind, value, total)
+  if not value then return end
+  local b = bucket(value)
+  add(role, kind .. b, 1)
+  add(role, 'M' .. string.sub(minute, 2) .. kind .. b, 1)
+  add(role, total, math.floor(value))
+end
+
 local applied, done = 0, {}
 for i = 4, #ARGV, 8 do
   local entry, role, status, attempt = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
   -- numbers checked before the XACK (nothing may fail after it): NaN, inf and
   -- absurd values are dropped, as an absent one is
-  local wait_ms, run_ms, at = ms(ARGV[i + 4]), ms(ARGV[i + 5]), ms(ARGV[i + 6]) or 0
+  local wait_ms, run_ms, at = sane(ARGV[i + 4]), sane(ARGV[i + 5]), sane(ARGV[i + 6]) or 0
   local tid = ARGV[i + 7]
   if redis.call('XACK', events, group, entry) == 1 and role ~= '' then
     local minute = 'm' .. math.floor(at / 60)
     add(role, string.lower(status), 1)
     local a = tonumber(attempt) or 0
     if a > 1 then add(role, 'retries', a - 1) end
-    if wait_ms then
-      local b = bucket(wait_ms)
-      add(role, 'w' .. b, 1)
-      add(role, 'M' .. string.sub(minute, 2) .. 'w' .. b, 1)
-      add(role, 'wait_sum', math.floor(wait_ms))
-    end
-    if run_ms then
-      local b = bucket(run_ms)
-      add(role, 'r' .. b, 1)
-      add(role, 'M' .. string.sub(minute, 2) .. 'r' .. b, 1)
-      add(role, 'run_sum', math.floor(run_ms))
-    end
+    timing(role, minute, 'w', wait_ms, 'wait_sum')
+    timing(role, minute, 'r', run_ms, 'run_sum')
     add(role, minute, 1)
     if tid ~= '' then
       local letter = LETTER[status] or '?'

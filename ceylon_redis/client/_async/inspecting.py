@@ -60,7 +60,10 @@ class AsyncInspecting(ClientBase):
 
     async def stats(self, role: str | None = None) -> Stats:
         """Counts, success rate, retries, wait/run percentiles and throughput, per role."""
-        queues = await self.queues()
+        return await self._stats_of(await self.queues(), role)
+
+    async def _stats_of(self, queues: list[QueueInfo], role: str | None = None) -> Stats:
+        """``stats`` with the queues read already (the dashboard shows both)."""
         roles = [role] if role else [q.role for q in queues]
         async with self.redis.pipeline(transaction=False) as pipe:
             stats_reads(pipe, self.parts, roles)

@@ -61,7 +61,10 @@ class Inspecting(ClientBase):
 
     def stats(self, role: str | None = None) -> Stats:
         """Counts, success rate, retries, wait/run percentiles and throughput, per role."""
-        queues = self.queues()
+        return self._stats_of(self.queues(), role)
+
+    def _stats_of(self, queues: list[QueueInfo], role: str | None = None) -> Stats:
+        """``stats`` with the queues read already (the dashboard shows both)."""
         roles = [role] if role else [q.role for q in queues]
         with self.redis.pipeline(transaction=False) as pipe:
             stats_reads(pipe, self.parts, roles)
