@@ -54,6 +54,26 @@ from .stats import stale_minute_fields
 _BATCH = 500
 
 
+
+def outcome_args(entry_id: Any, f: dict[bytes, bytes] | None) -> list[Any]:
+    """stats.lua's eight arguments per outcome of one {P}:events entry: finish writes up
+    to 50 outcomes to an entry, its fields space-separated lists in the order of ``t``
+    (an entry of one outcome, as older versions wrote, reads the same)."""
+    if not f:  # claimed after it was deleted: nothing to count, but its XACK
+        return [entry_id, "", "", "", "", "", "0", ""]
+    ids = f.get(b"t", b"").split(b" ")
+    role, at = f.get(b"r", b""), f.get(b"f", b"0")
+
+    def column(name: bytes, default: bytes) -> list[bytes]:
+        values = f.get(name, default).split(b" ")
+        return values if len(values) == len(ids) else [b""] * len(ids)
+
+    args: list[Any] = []
+    for tid, status, attempt, wait, run in zip(ids, column(b"s", b""), column(b"a", b"0"),
+                                               column(b"w", b""), column(b"x", b"")):
+        args.extend((entry_id, role, status, attempt, wait, run, at, tid))
+    return args
+
 class Coordinator:
     """Consume outcome events into ``{P}:stats:<role>`` until ``stop()``."""
 
@@ -164,12 +184,7 @@ class Coordinator:
         args: list[Any] = [COORDINATOR_GROUP, self.settings.recent_per_role,
                            int(self.settings.result_ttl)]
         for entry_id, f in entries:
-            if not f:  # claimed after it was deleted: nothing to count
-                args.extend((entry_id, "", "", "", "", "", "0", ""))
-                continue
-            args.extend((entry_id, f.get(b"r", b""), f.get(b"s", b""), f.get(b"a", b"0"),
-                         f.get(b"w", b""), f.get(b"x", b""), f.get(b"f", b"0"),
-                         f.get(b"t", b"")))
+            args.extend(outcome_args(entry_id, f))
         applied = int(await self.scripts.stats(keys=[keys.base], args=args))
         self.applied += applied
         return applied

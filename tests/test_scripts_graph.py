@@ -8,7 +8,7 @@ from typing import Any
 import fakeredis
 import pytest
 
-from ceylon_redis.coordinator import Coordinator
+from ceylon_redis.coordinator import Coordinator, outcome_args
 from ceylon_redis.keys import COORDINATOR_GROUP, Keys
 from ceylon_redis.protocol import enqueue_args, make_spec, parse_graph, parse_started
 from ceylon_redis.scripts import Scripts
@@ -161,7 +161,7 @@ def read_events(env: Env, consumer: str) -> list[Any]:
 def apply(env: Env, entries: list[Any], keep: int = 10_000) -> int:
     args: list[Any] = [COORDINATOR_GROUP, keep, 86400]
     for eid, f in entries:
-        args += [eid, f[b"r"], f[b"s"], f[b"a"], f[b"w"], f[b"x"], f[b"f"], f[b"t"]]
+        args += outcome_args(eid, f)
     return int(env.run("stats", args))
 
 
@@ -184,7 +184,8 @@ def test_an_event_is_counted_once_however_often_it_is_applied(env: Env) -> None:
     env.enqueue({"id": "a"}, {"id": "b"}, {"id": "c", "depends_on": ["b"]})
     run_all(env, {"b": "FAILED"})
     entries = read_events(env, "co1")
-    assert len(entries) == 3
+    # a finish call's outcomes share an entry: b's failure and c's cancel, which it made
+    assert [f[b"t"] for _, f in entries] == [b"a", b"b c"]
     assert apply(env, entries) == 3
     assert apply(env, entries) == 0  # a second coordinator with the same batch
     stats = {k.decode(): int(v) for k, v in env.r.hgetall(env.k.stats("role")).items()}
@@ -297,3 +298,27 @@ def test_stats_drop_absurd_numbers_and_count_the_rest_of_the_batch(env: Env) -> 
     raw = {k.decode(): int(v) for k, v in env.r.hgetall(env.k.stats("a")).items()}
     assert raw["completed"] == 3 and raw["wait_sum"] == 3 and raw["run_sum"] == 9
     assert env.r.xlen(env.k.events) == 0
+
+
+def test_an_events_entry_gives_each_of_its_outcomes_and_an_old_single_one_reads_alike(
+        ) -> None:
+    packed = {b"t": b"a b", b"r": b"role", b"s": b"COMPLETED CANCELLED", b"a": b"1 0",
+              b"w": b"3 -", b"x": b"7 -", b"f": b"60.5"}
+    assert outcome_args(b"1-0", packed) == [
+        b"1-0", b"role", b"COMPLETED", b"1", b"3", b"7", b"60.5", b"a",
+        b"1-0", b"role", b"CANCELLED", b"0", b"-", b"-", b"60.5", b"b"]
+    single = {b"t": b"a", b"r": b"role", b"s": b"CANCELLED", b"a": b"0", b"w": b"",
+              b"x": b"", b"f": b"60"}
+    assert outcome_args(b"2-0", single) == [b"2-0", b"role", b"CANCELLED", b"0", b"", b"",
+                                            b"60", b"a"]
+    assert outcome_args(b"3-0", None) == [b"3-0", "", "", "", "", "", "0", ""]
+
+
+def test_outcomes_that_never_ran_count_no_wait_or_run_time(env: Env) -> None:
+    events_group(env)
+    env.r.xadd(env.k.events, {"t": "a b", "r": "role", "s": "COMPLETED CANCELLED",
+                              "a": "1 0", "w": "3 -", "x": "7 -", "f": "60"})
+    assert apply(env, read_events(env, "co")) == 2
+    raw = {k.decode(): int(v) for k, v in env.r.hgetall(env.k.stats("role")).items()}
+    assert (raw["completed"], raw["cancelled"], raw["wait_sum"], raw["run_sum"]) == (1, 1, 3, 7)
+    assert sum(v for k, v in raw.items() if k[0] == "w" and k[1:].isdigit()) == 1

@@ -35,7 +35,9 @@ local now = now_str()
 local refused, dead, retried = {}, {}, {}
 journal.worker = consumer
 slot_batch.on = true  -- slots freed by these outcomes go back together, at the end
+dep_batch.on = true  -- and their dependents are looked for together
 local unbound = {}  -- entries of prioritized tasks ({P}:bound:<role>), deleted at the end
+local acked = {}  -- entries acknowledged and deleted at the end, in one XACK and one XDEL
 
 local function retry_delay(retry, backoff, failures)
   if retry ~= 'b' then return tonumber(retry) end
@@ -47,9 +49,9 @@ for i = 9, #ARGV, 7 do
   local tid, entry, attempt = ARGV[i], ARGV[i + 1], ARGV[i + 2]
   local status, output, err, retry = ARGV[i + 3], ARGV[i + 4], ARGV[i + 5], ARGV[i + 6]
   local hkey = task_key(base, tid)
-  -- finalize's fields (common.lua), then this script's own (17 on): read once, for both.
+  -- finalize's fields (common.lua), then the worker (17): read once, for both.
   local f = redis.call('HMGET', hkey, unpack(FINISH_FIELDS))
-  local cur = {f[8], f[7], f[17], f[18], f[10], f[19], f[20], f[11], f[14]}
+  local cur = {f[8], f[7], f[17], nil, f[10], nil, nil, f[11], f[14]}
   local current = cur[1] == 'RUNNING' and cur[5] == entry
   -- This attempt's own (RUNNING here, under this entry): the delivery is ours, as only
   -- a reclaim, which changes the entry, moves it. Otherwise the stream says.
@@ -57,8 +59,7 @@ for i = 9, #ARGV, 7 do
                or #redis.call('XPENDING', stream, GROUP, entry, entry, 1, consumer) > 0
   if mine and (not current or (cur[2] == attempt and cur[3] == consumer)) then
     -- Our delivery, and either this attempt's or one the task has moved on from.
-    redis.call('XACK', stream, GROUP, entry)
-    redis.call('XDEL', stream, entry)
+    acked[#acked + 1] = entry
     if cur[8] then unbound[#unbound + 1] = entry end
   end
   if cur[1] == 'CANCELLED' and cur[2] == attempt and cur[3] == consumer then
@@ -84,6 +85,9 @@ for i = 9, #ARGV, 7 do
   elseif status == 'COMPLETED' or retry == 'n' then
     finalize(base, tid, status, output, err, now, true, f)
   else
+    -- read only now: a task that completes needs none of them
+    cur[4], cur[6], cur[7] = unpack(redis.call('HMGET', hkey, 'max_attempts', 'crashes',
+                                               'backoff'))
     local failures = tonumber(attempt) - tonumber(cur[6] or '0')
     local allowed = tonumber(cur[4] or default_attempts)
     if retry ~= 'x' and failures < allowed then
@@ -110,7 +114,13 @@ for i = 9, #ARGV, 7 do
     end
   end
 end
+flush_dependents(base, now)
 flush_slots(base)
+for i = 1, #acked, 1000 do
+  local last = math.min(i + 999, #acked)
+  redis.call('XACK', stream, GROUP, unpack(acked, i, last))
+  redis.call('XDEL', stream, unpack(acked, i, last))
+end
 if #unbound > 0 then redis.call('HDEL', bound_key(base, role), unpack(unbound)) end
 flush_events(base)
 return {refused, dead, retried}

@@ -46,7 +46,7 @@ end
 
 -- The run item of a started attempt: its fields, then its prerequisites' outcomes.
 local function started_item(base, hkey, tid, fields, attempt)
-  local item = {tid, attempt, fields[3] or '', fields[4] or '', fields[7] or '',
+  local item = {tid, tonumber(attempt), fields[3] or '', fields[4] or '', fields[7] or '',
                 fields[10] or '', fields[16] or '', 0}
   for dep in string.gmatch(fields[6] or '', '%S+') do
     item[8] = item[8] + 1
@@ -211,7 +211,7 @@ for i = 1, #entries, 2 do
       if fields[13] then count_held(base, role, -1) end
       if fields[13] or fields[14] then redis.call('HDEL', hkey, 'held', 'turn') end
       if fields[15] then redis.call('HDEL', hkey, 'progress', 'progress_info', 'progress_at') end
-      local attempt = tonumber(fields[8] or '0') + 1
+      local attempt = fields[8] and tonumber(fields[8]) + 1 or '1'  -- '1': no number to format
       local set = {'status', 'RUNNING', 'worker', consumer, 'started_at', now,
                    'attempt', attempt}
       if bound then  -- it waited in the priority zset: it runs on this entry now

@@ -3,13 +3,15 @@
 -- KEYS[1]  namespace base "{prefix}:"
 -- ARGV[1]  consumer group of the coordinators, ARGV[2] how many finished tasks
 --          to keep listed per role, ARGV[3] seconds the list lives after its
---          last push (the results' TTL), then eight per event: entry id, role,
---          status, attempt, wait ms ('' if it never ran), run ms ('' likewise),
---          finished at (Unix seconds), task id
--- Returns  how many events were applied.
--- An event is applied only by the call whose XACK acknowledges it, so it is
--- counted exactly once however many coordinators saw it (one died after
--- reading, another claimed it). Acked events are deleted.
+--          last push (the results' TTL), then eight per outcome: entry id, role,
+--          status, attempt, wait ms ('' or '-' if it never ran), run ms (likewise),
+--          finished at (Unix seconds), task id. An entry holds up to 50 outcomes
+--          (finish writes a call's together): its outcomes come one after another,
+--          each with the entry's id.
+-- Returns  how many outcomes were applied.
+-- An entry's outcomes are applied only by the call whose XACK acknowledges it, so
+-- each is counted exactly once however many coordinators saw it (one died after
+-- reading, another claimed it). Acked entries are deleted.
 --
 -- {P}:stats:<role> hash: completed, failed, cancelled, retries, wait_sum,
 -- run_sum, w<b> / r<b> histogram buckets of wait and run time, m<minute>
@@ -65,14 +67,19 @@ local function timing(role, minute, kind, value, total)
   add(role, total, math.floor(value))
 end
 
-local applied, done = 0, {}
+local applied, done, mine, last = 0, {}, false, nil
 for i = 4, #ARGV, 8 do
   local entry, role, status, attempt = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
   -- numbers checked before the XACK (nothing may fail after it): NaN, inf and
   -- absurd values are dropped, as an absent one is
   local wait_ms, run_ms, at = sane(ARGV[i + 4]), sane(ARGV[i + 5]), sane(ARGV[i + 6]) or 0
   local tid = ARGV[i + 7]
-  if redis.call('XACK', events, group, entry) == 1 and role ~= '' then
+  if entry ~= last then  -- an entry's first outcome: whether this call acknowledges it
+    last = entry
+    mine = redis.call('XACK', events, group, entry) == 1
+    done[#done + 1] = entry
+  end
+  if mine and role ~= '' then
     local minute = 'm' .. math.floor(at / 60)
     add(role, string.lower(status), 1)
     local a = tonumber(attempt) or 0
@@ -92,7 +99,6 @@ for i = 4, #ARGV, 8 do
     end
     applied = applied + 1
   end
-  done[#done + 1] = entry
 end
 for j = 1, #done, 1000 do  -- deleted together: one XDEL per thousand, not one each
   redis.call('XDEL', events, unpack(done, j, math.min(#done, j + 999)))

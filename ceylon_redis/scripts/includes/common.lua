@@ -67,7 +67,52 @@ local function note_event(kind, role, status, tid, attempt, fraction)
   if fraction then g.p[#g.p + 1] = fraction end
 end
 
+-- Final outcomes for the events stream the coordinators consume ({P}:events), only
+-- once a coordinator has created it, so a queue without one stores nothing. Noted as
+-- they happen and written by flush_events, one entry per role and OUTCOMES_PER_ENTRY
+-- outcomes: r role, f finished at, then space-separated, one per task in order:
+-- t ids, s statuses, a attempts, w wait ms and x run ms ('-' when it never ran).
+local OUTCOMES_PER_ENTRY = 50
+local events_exist
+local outcomes = {order = {}, groups = {}}
+local function emit_event(base, id, role, status, attempt, queued_at, started_at, now)
+  if events_exist == nil then events_exist = redis.call('EXISTS', base .. 'events') == 1 end
+  if not events_exist then return end
+  local wait_ms, run_ms = '', ''  -- '' unless an attempt of it ran (queued_at, started_at)
+  if queued_at and started_at then
+    wait_ms = string.format('%d', math.max(0, (tonumber(started_at) - tonumber(queued_at)) * 1000))
+    run_ms = string.format('%d', math.max(0, (tonumber(now) - tonumber(started_at)) * 1000))
+  end
+  local key = role .. ' ' .. now
+  local g = outcomes.groups[key]
+  if not g then
+    g = {role = role, now = now, t = {}, s = {}, a = {}, w = {}, x = {}}
+    outcomes.groups[key] = g
+    outcomes.order[#outcomes.order + 1] = g
+  end
+  local n = #g.t + 1
+  g.t[n], g.s[n], g.a[n] = id, status, attempt or '0'
+  g.w[n] = wait_ms ~= '' and wait_ms or '-'
+  g.x[n] = run_ms ~= '' and run_ms or '-'
+end
+
+local function flush_outcomes(base)
+  for _, g in ipairs(outcomes.order) do
+    for i = 1, #g.t, OUTCOMES_PER_ENTRY do
+      local j = math.min(i + OUTCOMES_PER_ENTRY - 1, #g.t)
+      redis.call('XADD', base .. 'events', 'MAXLEN', '~', EVENTS_MAXLEN, '*',
+                 't', table.concat(g.t, ' ', i, j), 'r', g.role,
+                 's', table.concat(g.s, ' ', i, j), 'a', table.concat(g.a, ' ', i, j),
+                 'w', table.concat(g.w, ' ', i, j), 'x', table.concat(g.x, ' ', i, j),
+                 'f', g.now)
+    end
+  end
+  outcomes.order, outcomes.groups = {}, {}
+end
+
+-- Write the lifecycle entries noted, and the outcomes (flush_outcomes).
 local function flush_events(base)
+  flush_outcomes(base)
   for _, g in ipairs(journal.order) do
     for i = 1, #g.t, EVENTS_PER_ENTRY do
       local j = math.min(i + EVENTS_PER_ENTRY - 1, #g.t)
@@ -280,18 +325,6 @@ local function notify(hkey, id, status, err, output, reply)
   end
 end
 
--- Append a final outcome to the events stream the coordinators consume; only
--- once a coordinator has created it, so a queue without one stores nothing.
-local events_exist
-local function emit_event(base, id, role, status, attempt, wait_ms, run_ms, now)
-  local events = base .. 'events'
-  if events_exist == nil then events_exist = redis.call('EXISTS', events) == 1 end
-  if events_exist then
-    redis.call('XADD', events, 'MAXLEN', '~', EVENTS_MAXLEN, '*', 't', id, 'r', role,
-               's', status, 'a', attempt or '0', 'w', wait_ms, 'x', run_ms, 'f', now)
-  end
-end
-
 -- Put a FAILED task on the dead-letter stream with why it was given up and
 -- its last error. Its hash outlives the result TTL (`dead_ttl` seconds, if
 -- longer) so that it can be inspected and retried; a graph's tasks keep the
@@ -401,6 +434,25 @@ local function release_elsewhere(base, hkey, tid, st, result)
   end
 end
 
+-- Settle the dependents of `tid`, which ended `st` (error `er`, output `out`), here and
+-- in other partitions; a dependent to cancel is added to `work`. One look at both sets
+-- for the common task that has none.
+local function settle_dependents(base, tid, st, er, out, work)
+  local hkey = task_key(base, tid)
+  local dkey = hkey .. ':dependents'
+  if redis.call('EXISTS', dkey, hkey .. ':xdependents') == 0 then return end
+  local dependents = redis.call('SMEMBERS', dkey)
+  redis.call('DEL', dkey)
+  for _, dep in ipairs(dependents) do
+    settle_dependent(base, dep, tid, st, er, work)
+  end
+  release_elsewhere(base, hkey, tid, st, st == 'COMPLETED' and out or er)
+end
+
+-- While `dep_batch.on`, finalize leaves the dependents of the tasks it ends to
+-- flush_dependents (tid, status, error, output: four items each, in `items`).
+local dep_batch = {on = false, items = {}}
+
 -- Record a final state (COMPLETED, FAILED or CANCELLED) and settle what
 -- depends on it: release dependents whose last prerequisite this was, or
 -- cancel them, transitively, with the reason. Done here, in the same script
@@ -411,9 +463,7 @@ local FINAL_FIELDS = {'role', 'ttl', 'graph', 'reply_to', 'queued_at', 'started_
                       'slots', 'depends_on', 'progress'}
 -- finish.lua's read: FINAL_FIELDS, then its own (17 on).
 local FINISH_FIELDS = {unpack(FINAL_FIELDS)}
-for _, name in ipairs({'worker', 'max_attempts', 'crashes', 'backoff'}) do
-  FINISH_FIELDS[#FINISH_FIELDS + 1] = name
-end
+FINISH_FIELDS[#FINISH_FIELDS + 1] = 'worker'
 
 -- `read`: the task's FINAL_FIELDS if the caller read them already (HMGET, unchanged since).
 local function finalize(base, id, status, output, err, now, ran, read)
@@ -474,27 +524,40 @@ local function finalize(base, id, status, output, err, now, ran, read)
     if f[13] then count_held(base, f[1] or '', -1) end
     if f[14] then leave_slots(base, tid, f[14]) end
     notify(hkey, tid, st, er, out, f[4])
-    local wait_ms, run_ms = '', ''
-    if item[5] and f[5] and f[6] then
-      wait_ms = string.format('%d', math.max(0, (tonumber(f[6]) - tonumber(f[5])) * 1000))
-      run_ms = string.format('%d', math.max(0, (tonumber(now) - tonumber(f[6])) * 1000))
-    end
-    emit_event(base, tid, f[1] or '', st, f[7], wait_ms, run_ms, now)
+    emit_event(base, tid, f[1] or '', st, f[7], item[5] and f[5], item[5] and f[6], now)
     note_event(string.lower(st), f[1] or '', st, tid, f[7] or '0')
     n = n + 1
-    -- Dependents here and in other partitions: one look at both sets for the common
-    -- task that has none.
-    local dkey = hkey .. ':dependents'
-    if #redis.call('SUNION', dkey, hkey .. ':xdependents') > 0 then
-      local dependents = redis.call('SMEMBERS', dkey)
-      redis.call('DEL', dkey)
-      for _, dep in ipairs(dependents) do
-        settle_dependent(base, dep, tid, st, er, work)
-      end
-      release_elsewhere(base, hkey, tid, st, st == 'COMPLETED' and out or er)
+    if dep_batch.on then  -- looked at for the whole batch at once (flush_dependents)
+      local b, k = dep_batch.items, #dep_batch.items
+      b[k + 1] = tid; b[k + 2] = st; b[k + 3] = er; b[k + 4] = out
+    else
+      settle_dependents(base, tid, st, er, out, work)
     end
   end
   return n
+end
+
+-- The dependents of the tasks finalize ended while `dep_batch.on` (finish.lua): one
+-- EXISTS per 500 tasks finds whether any has some, the common batch having none.
+local function flush_dependents(base, now)
+  local b = dep_batch.items
+  dep_batch.on, dep_batch.items = false, {}
+  for i = 1, #b, 2000 do
+    local last = math.min(i + 1999, #b)
+    local keys = {}
+    for j = i, last, 4 do
+      local hkey = task_key(base, b[j])
+      keys[#keys + 1] = hkey .. ':dependents'
+      keys[#keys + 1] = hkey .. ':xdependents'
+    end
+    if redis.call('EXISTS', unpack(keys)) > 0 then
+      for j = i, last, 4 do
+        local work = {}
+        settle_dependents(base, b[j], b[j + 1], b[j + 2], b[j + 3], work)
+        for _, w in ipairs(work) do finalize(base, w[1], w[2], w[3], w[4], now, w[5]) end
+      end
+    end
+  end
 end
 
 -- End a task whose hash was edited by hand into a state no script can go on from
