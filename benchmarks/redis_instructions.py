@@ -1,11 +1,14 @@
 """``python -m benchmarks.redis_instructions``: Redis's own work per drained task, counted in
 CPU instructions under valgrind's callgrind, which gives the same figure run after run
 whatever else the machine does (``INFO cpu`` on a shared 2-core VM moves by 20 % between
-runs). The redis-server runs under callgrind with instrumentation off; a worker daemon
-drains a queue, and only the instructions between its first result and its last count.
+runs). The redis-server runs under callgrind with instrumentation off; a worker daemon,
+warmed up by one task and then stopped, waits while ``enqueue_many`` fills the queue (the
+enqueue's count), then drains it (the drain's count, up to its last result).
 
 Variants: plain (no coordinator), with a coordinator (its statistics included: the
-deployment most users run) and with the lifecycle stream off. A figure is instructions
+deployment most users run), with the lifecycle stream off, every task at priority 9
+(all through the priority zset), under a rate and a concurrency limit that never bind
+(checked and a slot taken for every task), and all of those on together. A figure is instructions
 of the server per task, all commands included (the worker's, the coordinator's, the
 metering's few reads). Not a timed test: it needs valgrind (``apt install valgrind``).
 """
@@ -31,21 +34,28 @@ from ceylon_redis import Client
 from ceylon_redis.settings import Settings
 
 PREFIX = "instr"
-VARIANTS = {
-    "plain": {"coordinator": False, "events": True},
-    "coordinator": {"coordinator": True, "events": True},
-    "events off": {"coordinator": False, "events": False},
+VARIANTS: dict[str, dict[str, bool]] = {
+    "plain": {},
+    "coordinator": {"coordinator": True},
+    "events off": {"events": False},
+    "priorities": {"priorities": True},
+    "limit": {"limit": True},
+    "all on": {"coordinator": True, "priorities": True, "limit": True},
 }
 
 
-def _total(outfile: Path) -> int:
-    """Instructions recorded in callgrind's dumps of ``outfile`` (one per dump)."""
-    total = 0
-    for dump in outfile.parent.glob(outfile.name + "*"):
-        for line in dump.read_text().splitlines():
-            if line.startswith("totals:"):
-                total += int(line.split()[1])
-    return total
+def _total(outfile: Path, part: int) -> int:
+    """Instructions in callgrind's dump ``part`` of ``outfile`` (counted since the one before)."""
+    for line in outfile.with_name(f"{outfile.name}.{part}").read_text().splitlines():
+        if line.startswith("totals:"):
+            return int(line.split()[1])
+    raise RuntimeError(f"no totals in callgrind's dump {part}")
+
+
+def _commands(r: redis.Redis) -> int:
+    """Commands since CONFIG RESETSTAT, those of the metering's own polling left out."""
+    return sum(int(v["calls"]) for k, v in r.info("commandstats").items()
+               if k not in ("cmdstat_info", "cmdstat_config", "cmdstat_hget", "cmdstat_xlen"))
 
 
 def _wait(check: Any, timeout: float, what: str) -> None:
@@ -61,8 +71,10 @@ def _daemon(args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
-def measure(tasks: int, coordinator: bool, events: bool) -> dict[str, float]:
-    """Instructions and commands of the server per task of one drain of ``tasks`` no-ops."""
+def measure(tasks: int, coordinator: bool = False, events: bool = True,
+            priorities: bool = False, limit: bool = False) -> dict[str, float]:
+    """Instructions and commands of the server per task of the bulk enqueue and then the
+    drain of ``tasks`` no-ops."""
     port = free_port()
     url = f"redis://127.0.0.1:{port}/0"
     env = {**os.environ, "CEYLON_REDIS_EVENTS_MAXLEN": "250000" if events else "0"}
@@ -82,20 +94,25 @@ def measure(tasks: int, coordinator: bool, events: bool) -> dict[str, float]:
                 _wait(lambda: r.exists(f"{{{PREFIX}}}:events"), 60, "the coordinator")
             client = Client(url, PREFIX, settings=Settings.from_env(
                 url, PREFIX, events_maxlen=250_000 if events else 0))
-            first = client.enqueue("noop", 0)
-            ids = client.enqueue_many("noop", list(range(tasks)))
-            client.close()
+            if limit:
+                client.set_limit("noop", rate="1000000/s", concurrency=100_000)
+            options: dict[str, Any] = {"priority": 9} if priorities else {}
+            first = client.enqueue("noop", 0, **options)
             worker = _daemon(["worker", "benchmarks.handlers:noop_async", "--role", "noop",
                               "--url", url, "--prefix", PREFIX, "--concurrency", "100"], env)
             daemons.append(worker)
             # scripts loaded and connections open before counting: the first task done
             _wait(lambda: _status(r, first) == b"COMPLETED", 120, "the first task")
-            worker.send_signal(signal.SIGSTOP)
+            worker.send_signal(signal.SIGSTOP)  # it drains nothing while the queue fills
             time.sleep(0.5)
-            before = sum(1 for t in ids if _status(r, t) == b"COMPLETED")
             r.config_resetstat()
             _callgrind("-z", server.pid)
             _callgrind("-i", server.pid, "on")
+            ids = client.enqueue_many("noop", list(range(tasks)), **options)
+            client.close()
+            enqueued = _commands(r)
+            _callgrind("-d", server.pid)  # dump 1: the enqueue
+            r.config_resetstat()
             worker.send_signal(signal.SIGCONT)
             _wait(lambda: _status(r, ids[-1]) == b"COMPLETED"
                   and not r.xlen(f"{{{PREFIX}}}:stream:noop"), 600, "the drain")
@@ -103,12 +120,8 @@ def measure(tasks: int, coordinator: bool, events: bool) -> dict[str, float]:
                 _wait(lambda: not r.xlen(f"{{{PREFIX}}}:events"), 120, "the statistics")
             time.sleep(0.5)  # the last heartbeats and reads: counted, as in a real drain
             _callgrind("-i", server.pid, "off")
-            stats = r.info("commandstats")
-            _callgrind("-d", server.pid)
-            counted = tasks - before
-            commands = sum(int(v["calls"]) for k, v in stats.items()
-                           if k not in ("cmdstat_info", "cmdstat_config", "cmdstat_hget",
-                                        "cmdstat_xlen"))
+            drained = _commands(r)
+            _callgrind("-d", server.pid)  # dump 2: the drain
         finally:
             for d in daemons:
                 d.send_signal(signal.SIGCONT)
@@ -117,8 +130,11 @@ def measure(tasks: int, coordinator: bool, events: bool) -> dict[str, float]:
             r.close()
             server.terminate()
             server.wait(60)
-        return {"tasks": counted, "instructions_per_task": _total(out) / counted,
-                "commands_per_task": commands / counted}
+        return {"tasks": tasks,
+                "enqueue_instructions_per_task": _total(out, 1) / tasks,
+                "enqueue_commands_per_task": enqueued / tasks,
+                "instructions_per_task": _total(out, 2) / tasks,
+                "commands_per_task": drained / tasks}
 
 
 def _pings(r: redis.Redis) -> bool:
@@ -147,12 +163,14 @@ def main(argv: list[str] | None = None) -> int:
         print("needs valgrind and redis-server on PATH (apt install valgrind redis-server)")
         return 2
     results = {}
-    print(f"{'variant':<12} {'tasks':>6} {'instructions/task':>18} {'commands/task':>14}")
+    print(f"{'variant':<12} {'tasks':>6} {'drain: instructions':>20} {'commands':>9} "
+          f"{'enqueue: instructions':>22} {'commands':>9}  (per task)")
     for name in args.only or list(VARIANTS):
         row = measure(args.tasks, **VARIANTS[name])
         results[name] = row
-        print(f"{name:<12} {row['tasks']:>6.0f} {row['instructions_per_task']:>18,.0f} "
-              f"{row['commands_per_task']:>14.2f}")
+        print(f"{name:<12} {row['tasks']:>6.0f} {row['instructions_per_task']:>20,.0f} "
+              f"{row['commands_per_task']:>9.2f} {row['enqueue_instructions_per_task']:>22,.0f} "
+              f"{row['enqueue_commands_per_task']:>9.2f}")
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
     return 0

@@ -55,3 +55,25 @@ def test_every_workload_runs_and_checks_its_results(tmp_path: Path) -> None:
         if len(ran) > 1 and any(f["median"].get(p) for p in ran if p != OURS):
             assert f["ratio"] is not None and f["best_peer"] not in (None, OURS)
     assert "| measurement |" in md.read_text()
+
+
+def test_the_instruction_count_benchmark_counts_a_drain(tmp_path: Path) -> None:
+    if shutil.which("valgrind") is None or shutil.which("redis-server") is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("valgrind or redis-server is not installed")
+        pytest.skip("valgrind or redis-server is not installed")
+    out = tmp_path / "instructions.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks.redis_instructions", "--tasks", "300",
+         "--only", "plain", "--only", "coordinator", "--json", str(out)],
+        cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    rows = json.loads(out.read_text())
+    for name in ("plain", "coordinator"):
+        # what a noop drain costs the server: tens of thousands of instructions a task,
+        # never none (counting off) nor millions (counting the start-up)
+        assert 10_000 < rows[name]["instructions_per_task"] < 2_000_000, rows
+        assert rows[name]["tasks"] == 300 and rows[name]["commands_per_task"] > 3
+        assert 1_000 < rows[name]["enqueue_instructions_per_task"] < 1_000_000, rows
+        assert rows[name]["enqueue_commands_per_task"] >= 3  # EXISTS, HSET, XADD at least
+    assert rows["coordinator"]["instructions_per_task"] > rows["plain"]["instructions_per_task"]

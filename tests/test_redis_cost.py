@@ -18,13 +18,15 @@ BUDGET = 9.75
 """Commands per task of enqueue_many + run + finish, no waiter: 9.40 measured on
 2026-12-04 (HSET 3: enqueue, start, finish; HMGET 2: start, finish; EXISTS at enqueue,
 the id's check; EXPIRE and HDEL at finish; XADD 1.2: the task's entry, and the lifecycle
-stream's one entry per 16 tasks a call moves alike; the script calls, the reads, one XACK
-and one XDEL per finish call, one EXISTS per finish call for dependents, and heartbeats,
+stream's one entry per 16 tasks a call moves alike; the script calls, the reads, and per
+finish call one XACK, one XPENDING and one XTRIM (an XINFO GROUPS when none is pending)
+that take its entries off the stream, one EXISTS for dependents, and heartbeats,
 amortised over batches).
 It was 19.15 before a plain task skipped the keys only tasks with prerequisites or
 dependents have, start wrote the attempt in its HSET, and finish read the hash once; and
-12.23 before finish acknowledged, deleted and looked for dependents once per call, not
-once per task. The failure prints the breakdown; lower the budget when a change saves."""
+12.23 before finish acknowledged, took entries off the stream and looked for dependents
+once per call, not once per task. The failure prints the breakdown; lower the budget when
+a change saves."""
 WITH_COORDINATOR = 0.1
 """What a coordinator adds per task: finish writes one outcomes entry per call (up to 50
 outcomes), not one per task as before 2026-12-04 (1.0 then)."""

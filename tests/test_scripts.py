@@ -314,6 +314,39 @@ def test_start_can_read_the_entries_itself(where: str, request: pytest.FixtureRe
     assert env.pending("c2") == [] and len(env.r.xrange(env.k.base + "dead")) == 1
 
 
+@pytest.mark.parametrize("where", ["fakeredis", "real"])
+def test_finish_leaves_only_queued_and_running_entries_on_the_stream(
+        where: str, request: pytest.FixtureRequest, prefix: str) -> None:
+    # Entries before the oldest still pending are trimmed in one XTRIM, those after it
+    # deleted one by one: either way XLEN less the pending ones is what waits.
+    r = request.getfixturevalue("fake_sync" if where == "fakeredis" else "sync_redis")
+    env = Env(r, Scripts.register(r), Keys(prefix), Settings(prefix=prefix))
+    if where == "real":
+        request.addfinalizer(lambda: delete_namespace(r, prefix))
+    env.enqueue(*({"id": f"t{i}"} for i in range(6)))
+    pairs = env.read("c1", count=4)  # t0-t3 delivered, t4 and t5 still queued
+    run = {it[0].decode(): (entry, int(it[1]))
+           for (entry, _), it in zip(pairs, env.start("c1", pairs))}
+
+    def done(*ids: str) -> None:
+        assert env.finish("c1", *((t, *run[t], "COMPLETED", "", "", "n") for t in ids)) == []
+
+    def left() -> list[bytes]:
+        return [f[b"id"] for _, f in env.entries()]
+
+    done("t3", "t1")  # behind t0, still running
+    assert left() == [b"t0", b"t2", b"t4", b"t5"]
+    done("t0")  # the oldest: everything before t2, still running, goes
+    assert left() == [b"t2", b"t4", b"t5"]
+    done("t2")  # none pending: every delivered entry goes, the queued ones stay
+    assert left() == [b"t4", b"t5"] and env.pending("c1") == []
+    run = {t: (entry, attempt) for t, (entry, attempt) in env.take("c1").items()}
+    assert sorted(run) == ["t4", "t5"]
+    done("t4", "t5")
+    assert left() == [] and env.r.xlen(env.k.stream("role")) == 0
+    assert {env.h(f"t{i}")["status"] for i in range(6)} == {"COMPLETED"}
+
+
 def test_start_skips_an_entry_not_pending_for_that_consumer(env: Env) -> None:
     env.enqueue({"id": "t1"})
     pairs = env.read("owner")

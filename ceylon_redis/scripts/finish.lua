@@ -37,7 +37,57 @@ journal.worker = consumer
 slot_batch.on = true  -- slots freed by these outcomes go back together, at the end
 dep_batch.on = true  -- and their dependents are looked for together
 local unbound = {}  -- entries of prioritized tasks ({P}:bound:<role>), deleted at the end
-local acked = {}  -- entries acknowledged and deleted at the end, in one XACK and one XDEL
+local acked = {}  -- entries acknowledged and taken off the stream at the end (remove_acked)
+
+-- Whether stream entry id `a` comes before `b` ("<ms>-<seq>", no leading zeros).
+local function entry_before(a, b)
+  local ams, aseq = string.match(a, '^(%d+)-(%d+)$')
+  local bms, bseq = string.match(b, '^(%d+)-(%d+)$')
+  if #ams ~= #bms then return #ams < #bms end
+  if ams ~= bms then return ams < bms end
+  if #aseq ~= #bseq then return #aseq < #bseq end
+  return aseq < bseq
+end
+
+-- The first entry no delivery is done with: the oldest still pending, else the one
+-- after the last delivered (every entry before it was delivered, and none is pending).
+local function first_unfinished(stream)
+  local oldest = redis.call('XPENDING', stream, GROUP, '-', '+', 1)
+  if #oldest > 0 then return oldest[1][1] end
+  for _, g in ipairs(redis.call('XINFO', 'GROUPS', stream)) do
+    local info = {}
+    for k = 1, #g, 2 do info[g[k]] = g[k + 1] end
+    if info.name == GROUP then
+      local ms, seq = string.match(info['last-delivered-id'] or '', '^(%d+)-(%d+)$')
+      if ms and #seq < 15 then return ms .. '-' .. string.format('%d', tonumber(seq) + 1) end
+    end
+  end
+  return nil
+end
+
+-- Acknowledge the batch's entries and take them off the stream, which keeps only
+-- entries queued or running. All entries before the first unfinished one are done
+-- with: one exact XTRIM MINID takes them (a scan of one stream node at most). Only
+-- the acknowledged entries after it, behind a delivery still running, are deleted one
+-- by one (XDEL: a scan of its node each, the dearest command of a finish before).
+local function remove_acked(stream, acked)
+  if #acked == 0 then return end
+  for i = 1, #acked, 1000 do
+    redis.call('XACK', stream, GROUP, unpack(acked, i, math.min(i + 999, #acked)))
+  end
+  local bound = first_unfinished(stream)
+  local rest = acked
+  if bound then
+    redis.call('XTRIM', stream, 'MINID', bound)
+    rest = {}
+    for _, e in ipairs(acked) do
+      if not entry_before(e, bound) then rest[#rest + 1] = e end
+    end
+  end
+  for i = 1, #rest, 1000 do
+    redis.call('XDEL', stream, unpack(rest, i, math.min(i + 999, #rest)))
+  end
+end
 
 local function retry_delay(retry, backoff, failures)
   if retry ~= 'b' then return tonumber(retry) end
@@ -116,11 +166,7 @@ for i = 9, #ARGV, 7 do
 end
 flush_dependents(base, now)
 flush_slots(base)
-for i = 1, #acked, 1000 do
-  local last = math.min(i + 999, #acked)
-  redis.call('XACK', stream, GROUP, unpack(acked, i, last))
-  redis.call('XDEL', stream, unpack(acked, i, last))
-end
+remove_acked(stream, acked)
 if #unbound > 0 then redis.call('HDEL', bound_key(base, role), unpack(unbound)) end
 flush_events(base)
 return {refused, dead, retried}
