@@ -8,7 +8,8 @@ enqueue's count), then drains it (the drain's count, up to its last result).
 Variants: plain (no coordinator), with a coordinator (its statistics included: the
 deployment most users run), with the lifecycle stream off, every task at priority 9
 (all through the priority zset), under a rate and a concurrency limit that never bind
-(checked and a slot taken for every task), and all of those on together. A figure is instructions
+(checked and a slot taken for every task), all of those on together, and a sync handler
+(``def``, 10 threads: smaller batches per script call than the async 100). A figure is instructions
 of the server per task, all commands included (the worker's, the coordinator's, the
 metering's few reads). Not a timed test: it needs valgrind (``apt install valgrind``).
 """
@@ -41,6 +42,7 @@ VARIANTS: dict[str, dict[str, bool]] = {
     "priorities": {"priorities": True},
     "limit": {"limit": True},
     "all on": {"coordinator": True, "priorities": True, "limit": True},
+    "sync handler": {"sync": True},
 }
 
 
@@ -72,7 +74,8 @@ def _daemon(args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
 
 
 def measure(tasks: int, coordinator: bool = False, events: bool = True,
-            priorities: bool = False, limit: bool = False) -> dict[str, float]:
+            priorities: bool = False, limit: bool = False, sync: bool = False
+            ) -> dict[str, float]:
     """Instructions and commands of the server per task of the bulk enqueue and then the
     drain of ``tasks`` no-ops."""
     port = free_port()
@@ -98,8 +101,10 @@ def measure(tasks: int, coordinator: bool = False, events: bool = True,
                 client.set_limit("noop", rate="1000000/s", concurrency=100_000)
             options: dict[str, Any] = {"priority": 9} if priorities else {}
             first = client.enqueue("noop", 0, **options)
-            worker = _daemon(["worker", "benchmarks.handlers:noop_async", "--role", "noop",
-                              "--url", url, "--prefix", PREFIX, "--concurrency", "100"], env)
+            handler, concurrency = ("noop_sync", "10") if sync else ("noop_async", "100")
+            worker = _daemon(["worker", f"benchmarks.handlers:{handler}", "--role", "noop",
+                              "--url", url, "--prefix", PREFIX, "--concurrency", concurrency],
+                             env)
             daemons.append(worker)
             # scripts loaded and connections open before counting: the first task done
             _wait(lambda: _status(r, first) == b"COMPLETED", 120, "the first task")

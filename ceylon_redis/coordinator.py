@@ -52,27 +52,31 @@ from .settings import Settings, redact_url
 from .stats import stale_minute_fields
 
 _BATCH = 500
-
+_OUTCOMES_PER_CALL = 1000
+"""At most this many outcomes (or one entry's, if more) in one stats.lua call: an entry
+holds up to 50, so a read of _BATCH entries is applied in a few calls, each short."""
 
 
 def outcome_args(entry_id: Any, f: dict[bytes, bytes] | None) -> list[Any]:
     """stats.lua's eight arguments per outcome of one {P}:events entry: finish writes up
     to 50 outcomes to an entry, its fields space-separated lists in the order of ``t``
-    (an entry of one outcome, as older versions wrote, reads the same)."""
-    if not f:  # claimed after it was deleted: nothing to count, but its XACK
-        return [entry_id, "", "", "", "", "", "0", ""]
+    (an entry of one outcome, as older versions wrote, reads the same). An entry that is
+    gone (claimed after its deletion) or whose lists disagree in length counts nothing,
+    but is acknowledged."""
+    nothing = [entry_id, "", "", "", "", "", "0", ""]
+    if not f:
+        return nothing
     ids = f.get(b"t", b"").split(b" ")
     role, at = f.get(b"r", b""), f.get(b"f", b"0")
-
-    def column(name: bytes, default: bytes) -> list[bytes]:
-        values = f.get(name, default).split(b" ")
-        return values if len(values) == len(ids) else [b""] * len(ids)
-
+    columns = [f.get(name, default).split(b" ") for name, default in
+               ((b"s", b""), (b"a", b"0"), (b"w", b""), (b"x", b""))]
+    if any(len(values) != len(ids) for values in columns):
+        return nothing
     args: list[Any] = []
-    for tid, status, attempt, wait, run in zip(ids, column(b"s", b""), column(b"a", b"0"),
-                                               column(b"w", b""), column(b"x", b"")):
+    for tid, status, attempt, wait, run in zip(ids, *columns):
         args.extend((entry_id, role, status, attempt, wait, run, at, tid))
     return args
+
 
 class Coordinator:
     """Consume outcome events into ``{P}:stats:<role>`` until ``stop()``."""
@@ -181,11 +185,14 @@ class Coordinator:
         keys, name = stream
         if name == keys.releases:
             return await self._release(keys, entries)
-        args: list[Any] = [COORDINATOR_GROUP, self.settings.recent_per_role,
+        head: list[Any] = [COORDINATOR_GROUP, self.settings.recent_per_role,
                            int(self.settings.result_ttl)]
-        for entry_id, f in entries:
+        applied, args = 0, list(head)
+        for n, (entry_id, f) in enumerate(entries, 1):
             args.extend(outcome_args(entry_id, f))
-        applied = int(await self.scripts.stats(keys=[keys.base], args=args))
+            if len(args) - len(head) >= 8 * _OUTCOMES_PER_CALL or n == len(entries):
+                applied += int(await self.scripts.stats(keys=[keys.base], args=args))
+                args = list(head)
         self.applied += applied
         return applied
 

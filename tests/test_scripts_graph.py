@@ -195,6 +195,42 @@ def test_an_event_is_counted_once_however_often_it_is_applied(env: Env) -> None:
     assert env.r.xlen(env.k.events) == 0  # applied events are deleted
 
 
+def test_a_batch_with_a_hand_edited_retry_budget_still_settles_every_dependent(
+        env: Env) -> None:
+    # finish settles a batch's dependents and stream entries at the end of the call: a
+    # task whose max_attempts, crashes and backoff were edited into words must not make
+    # the call fail half-way (the defaults stand in)
+    env.enqueue({"id": "a"}, {"id": "bad"}, {"id": "c", "depends_on": ["a"]})
+    taken = env.take("c1")
+    env.r.hset(env.k.task("bad"), mapping={"max_attempts": "many", "crashes": "x",
+                                           "backoff": "soon"})
+    assert env.finish("c1", ("a", *taken["a"], "COMPLETED", "", "", "n"),
+                      ("bad", *taken["bad"], "FAILED", "", "it broke", True)) == []
+    assert env.h("c")["status"] == "QUEUED" and env.h("a")["status"] == "COMPLETED"
+    assert env.h("bad")["status"] == "FAILED" and env.dead == ["bad"]  # default: 1 attempt
+    assert [f[b"id"] for _, f in env.entries()] == [b"c"]
+
+
+async def test_a_coordinator_applies_a_read_in_calls_of_bounded_size(
+        env: Env, fake_async: fakeredis.FakeAsyncRedis, prefix: str,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import ceylon_redis.coordinator as coordinator_module
+    monkeypatch.setattr(coordinator_module, "_OUTCOMES_PER_CALL", 60)
+    events_group(env)
+    for e in range(7):  # 7 entries of 50 outcomes: calls of 2 entries, then of 1
+        ids = " ".join(f"t{e}-{i}" for i in range(50))
+        env.r.xadd(env.k.events, {"t": ids, "r": "role", "s": " ".join(["COMPLETED"] * 50),
+                                  "a": " ".join(["1"] * 50), "w": " ".join(["2"] * 50),
+                                  "x": " ".join(["3"] * 50), "f": "60"})
+    co = Coordinator(settings=Settings(prefix=prefix), redis_client=fake_async)
+    entries = read_events(env, "co")
+    assert await co._apply((env.k, env.k.events), entries) == 350
+    assert await co._apply((env.k, env.k.events), entries) == 0  # counted once
+    stats = env.r.hgetall(env.k.stats("role"))
+    assert (int(stats[b"completed"]), int(stats[b"run_sum"])) == (350, 1050)
+    assert env.r.xlen(env.k.events) == 0
+
+
 async def test_a_live_coordinator_claims_a_dead_ones_events(
         env: Env, fake_async: fakeredis.FakeAsyncRedis, prefix: str) -> None:
     events_group(env)

@@ -43,6 +43,7 @@ local acked = {}  -- entries acknowledged and taken off the stream at the end (r
 local function entry_before(a, b)
   local ams, aseq = string.match(a, '^(%d+)-(%d+)$')
   local bms, bseq = string.match(b, '^(%d+)-(%d+)$')
+  if not (ams and bms) then return false end  -- not an id: XDEL says so, as before
   if #ams ~= #bms then return #ams < #bms end
   if ams ~= bms then return ams < bms end
   if #aseq ~= #bseq then return #aseq < #bseq end
@@ -91,7 +92,8 @@ end
 
 local function retry_delay(retry, backoff, failures)
   if retry ~= 'b' then return tonumber(retry) end
-  local delay = math.min(longest, tonumber(backoff or default_backoff) * 2 ^ (failures - 1))
+  local base_ms = tonumber(backoff or '') or tonumber(default_backoff)  -- edited: the default
+  local delay = math.min(longest, base_ms * 2 ^ (failures - 1))
   return math.floor(delay * (1 - jitter * math.random()))
 end
 
@@ -138,8 +140,10 @@ for i = 9, #ARGV, 7 do
     -- read only now: a task that completes needs none of them
     cur[4], cur[6], cur[7] = unpack(redis.call('HMGET', hkey, 'max_attempts', 'crashes',
                                                'backoff'))
-    local failures = tonumber(attempt) - tonumber(cur[6] or '0')
-    local allowed = tonumber(cur[4] or default_attempts)
+    -- a number edited by hand into nonsense counts as absent: nothing may fail after
+    -- the batch's earlier writes (their entries and dependents are settled at the end)
+    local failures = tonumber(attempt) - (tonumber(cur[6] or '') or 0)
+    local allowed = tonumber(cur[4] or '') or default_attempts
     if retry ~= 'x' and failures < allowed then
       if cur[9] then
         leave_slots(base, tid, cur[9])

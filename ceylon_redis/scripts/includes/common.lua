@@ -7,7 +7,8 @@
 local EVENTS_CAP = tonumber(table.remove(ARGV, 1)) or 0
 
 local GROUP = 'workers'
-local EVENTS_MAXLEN = 1000000
+-- {P}:events' cap, in entries of 1 to 50 outcomes (~45 B each): at most about 225 MB.
+local EVENTS_MAXLEN = 100000
 local DEAD_MAXLEN = 100000
 -- Seconds a result is kept when its task hash has no ttl (protocol.SCRIPT_DEFAULT_TTL).
 local DEFAULT_TTL = 86400
