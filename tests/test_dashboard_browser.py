@@ -175,10 +175,14 @@ def test_a_running_tasks_progress_moves_on_its_page(
     seen: list[float] = []
 
     def fraction() -> bool:
-        value = browser.find_element(By.ID, "task-progress").get_attribute("data-fraction")
+        # both read in one script, from one state of the page: read one by one, an
+        # update in between could pair the last fraction before it with its status after
+        value, status = browser.execute_script(
+            "return [document.getElementById('task-progress').dataset.fraction,"
+            " document.getElementById('task-status').textContent];")
         if value and (not seen or float(value) != seen[-1]):
             seen.append(float(value))
-        return "COMPLETED" in browser.find_element(By.ID, "task-status").text
+        return "COMPLETED" in status
 
     until(browser, fraction, timeout=30)
     assert len(seen) >= 3, seen
