@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import os
 from collections.abc import Iterable, Mapping, Sequence
@@ -32,9 +33,10 @@ _FINAL = {s.value for s in TaskStatus if s.is_final}
 
 
 def new_task_id() -> str:
-    """24 random hex digits (96 bits): unique enough for job ids, and short, since every
-    queued task's id is in its key and its stream entry."""
-    return os.urandom(12).hex()
+    """16 random characters from ``A-Z a-z 0-9 _ .`` (96 bits, base64 of 12 random bytes):
+    unique enough for job ids, and short, since a task's id is in its key, its stream
+    entry and its lifecycle events (24 hex digits before: 21-31 B more per queued task)."""
+    return base64.b64encode(os.urandom(12), b"_.").decode()
 
 
 SCRIPT_DEFAULT_TTL = 86400

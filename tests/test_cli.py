@@ -46,7 +46,7 @@ def test_enqueue_prints_a_new_id(env: dict[str, str], client: Client) -> None:
 
     assert result.exit_code == 0, result.output
     tid = result.stdout.strip()
-    assert re.fullmatch(r"[0-9a-f]{24}", tid), result.stdout
+    assert re.fullmatch(r"[A-Za-z0-9_.]{16}", tid), result.stdout
     info = client.get(tid)
     assert (info.role, info.name, info.status.value, info.data) == (
         "resize", "first", "QUEUED", {"path": "a.png"})

@@ -129,7 +129,7 @@ async def test_a_list_pages_through_every_task_once(aclient: AsyncClient) -> Non
         while url:
             text = (await h.get(url)).text
             pages += 1
-            seen += re.findall(r'<td class="mono"><a href="/tasks/([0-9a-f]+)"', text)
+            seen += re.findall(r'<td class="mono"><a href="/tasks/([A-Za-z0-9_.]+)"', text)
             nxt = re.search(r'rel="next" href="([^"]+)"', text)
             url = nxt[1].replace("&amp;", "&") if nxt else ""
     assert pages == 3
@@ -152,16 +152,16 @@ async def test_finished_tasks_are_listed_newest_first_every_one_once(
         url, listed = "/tasks?status=finished", []
         while url:
             text = (await h.get(url)).text
-            page = re.findall(r'<a href="/tasks/([0-9a-f]+)"', text)
+            page = re.findall(r'<a href="/tasks/([A-Za-z0-9_.]+)"', text)
             assert 0 < len(page) <= 4
             listed += page
             nxt = re.search(r'rel="next" href="([^"]+)"', text)
             url = html.unescape(nxt[1]) if nxt else ""
         assert sorted(listed) == sorted([*ids, bad])
         failed = (await h.get("/tasks?role=work&status=failed")).text
-        assert re.findall(r'<a href="/tasks/([0-9a-f]+)"', failed) == [bad]
+        assert re.findall(r'<a href="/tasks/([A-Za-z0-9_.]+)"', failed) == [bad]
         done = (await h.get("/tasks?role=work&status=completed")).text
-        assert set(re.findall(r'<a href="/tasks/([0-9a-f]+)"', done)) <= set(ids)
+        assert set(re.findall(r'<a href="/tasks/([A-Za-z0-9_.]+)"', done)) <= set(ids)
 
 
 async def test_task_fields_are_text_not_markup(aclient: AsyncClient) -> None:
@@ -364,7 +364,7 @@ async def test_with_partitions_every_list_pages_through_every_partition(
                 url, seen = f"/tasks?role=spread&status={status}", []
                 while url:
                     text = (await h.get(url)).text
-                    seen += re.findall(r'<td class="mono"><a href="/tasks/([0-9a-f]+)"', text)
+                    seen += re.findall(r'<td class="mono"><a href="/tasks/([A-Za-z0-9_.]+)"', text)
                     nxt = re.search(r'rel="next" href="([^"]+)"', text)
                     url = html.unescape(nxt[1]) if nxt else ""
                 assert sorted(seen) == sorted(want), status
@@ -385,12 +385,12 @@ async def test_merged_lists_end_on_the_last_full_page_and_survive_their_expiry(
             await aclient.redis.lpush(keys.recent(r), f"C {now + i * 2 + (r == 'rb')} {tid}")
     async with http(make(aclient, page_size=4)) as h:
         first = (await h.get("/tasks?status=completed")).text
-        shown = re.findall(r'<td class="mono"><a href="/tasks/([0-9a-f]+)"', first)
+        shown = re.findall(r'<td class="mono"><a href="/tasks/([A-Za-z0-9_.]+)"', first)
         assert shown == [ids["rb"][3], ids["ra"][3], ids["rb"][2], ids["ra"][2]]  # by time
         nxt = re.search(r'rel="next" href="([^"]+)"', first)
         assert nxt
         second = (await h.get(html.unescape(nxt[1]))).text
-        assert re.findall(r'<td class="mono"><a href="/tasks/([0-9a-f]+)"', second) == [
+        assert re.findall(r'<td class="mono"><a href="/tasks/([A-Za-z0-9_.]+)"', second) == [
             ids["rb"][1], ids["ra"][1], ids["rb"][0], ids["ra"][0]]
         assert 'rel="next"' not in second  # exactly full, and nothing after it
         for r in ids:

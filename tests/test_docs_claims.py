@@ -12,6 +12,7 @@ import click
 from click.testing import CliRunner
 
 from ceylon_redis.cli import main
+from ceylon_redis.keys import check_task_id
 from ceylon_redis.protocol import new_task_id
 from ceylon_redis.scripts import source
 from tests.cli_support import full_env
@@ -57,11 +58,13 @@ def test_every_environment_variable_a_cli_option_reads_is_in_api_md() -> None:
 
 
 def test_enqueue_help_names_the_ids_it_makes() -> None:
-    """It said 'a new uuid'; ids are 24 random hex digits."""
+    """It said 'a new uuid'; ids are 16 random characters (96 bits)."""
     text = " ".join(CliRunner().invoke(main, ["enqueue", "--help"]).output.split())
     assert "uuid" not in text.lower()
-    assert "Task id (default: 24 random hex digits)" in text
-    assert re.fullmatch(r"[0-9a-f]{24}", new_task_id())
+    assert "Task id (default: 16 random characters, 96 bits)" in text
+    ids = {new_task_id() for _ in range(10_000)}
+    assert len(ids) == 10_000 and all(re.fullmatch(r"[A-Za-z0-9_.]{16}", i) for i in ids)
+    assert all(check_task_id(i) == i for i in ids)  # each one a valid id to pass back
 
 
 def test_the_readme_says_the_demo_falls_back_only_with_no_url_set() -> None:

@@ -300,7 +300,7 @@ def test_make_spec_encodes_and_fills_defaults() -> None:
     s = Settings(max_attempts=2, result_ttl=99)
     spec = make_spec(s, "role", {"x": 1}, depends_on=["d1", "d2", "d1"])
     assert decode(spec.data) == {"x": 1}
-    assert re.fullmatch(r"[0-9a-f]{24}", spec.id)
+    assert re.fullmatch(r"[A-Za-z0-9_.]{16}", spec.id)
     assert spec.prerequisites == ["d1", "d2"]
     assert list(spec.depends_on) == [("d1", "cancel"), ("d2", "cancel")]
     assert (spec.max_attempts, spec.ttl, spec.name) == (None, 99, "")  # the worker's default

@@ -20,7 +20,7 @@ from .common import connection_options, dumps, emit, friendly_errors, priority_o
 @click.argument("data", required=False)
 @click.option("--name", default=None, help="A label for the task.")
 @click.option("--id", "task_id", default=None,
-              help="Task id (default: 24 random hex digits).")
+              help="Task id (default: 16 random characters, 96 bits).")
 @click.option("--depends-on", multiple=True, help="A prerequisite task id (repeatable).")
 @click.option("--on-failure", type=click.Choice(["cancel", "run", "ignore"]), default="cancel",
               show_default=True, help="If a prerequisite fails: cancel this task, run it "
