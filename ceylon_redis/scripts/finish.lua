@@ -103,8 +103,9 @@ for i = 9, #ARGV, 7 do
   local hkey = task_key(base, tid)
   -- finalize's fields (common.lua), then the worker (17): read once, for both.
   local f = redis.call('HMGET', hkey, unpack(FINISH_FIELDS))
-  local cur = {f[8], f[7], f[17], nil, f[10], nil, nil, f[11], f[14]}
-  local current = cur[1] == 'RUNNING' and cur[5] == entry
+  -- status, attempt, worker, entry, priority, slots
+  local cur = {f[8], f[7], f[17], f[10], f[11], f[14]}
+  local current = cur[1] == 'RUNNING' and cur[4] == entry
   -- This attempt's own (RUNNING here, under this entry): the delivery is ours, as only
   -- a reclaim, which changes the entry, moves it. Otherwise the stream says.
   local mine = (current and cur[2] == attempt and cur[3] == consumer)
@@ -112,16 +113,16 @@ for i = 9, #ARGV, 7 do
   if mine and (not current or (cur[2] == attempt and cur[3] == consumer)) then
     -- Our delivery, and either this attempt's or one the task has moved on from.
     acked[#acked + 1] = entry
-    if cur[8] then unbound[#unbound + 1] = entry end
+    if cur[5] then unbound[#unbound + 1] = entry end
   end
   if cur[1] == 'CANCELLED' and cur[2] == attempt and cur[3] == consumer then
     -- cancelled while it ran: the outcome is dropped, as cancel promised (a cancel by
     -- an older version may have left its slots: given back here)
-    if cur[9] then
-      leave_slots(base, tid, cur[9])
+    if cur[6] then
+      leave_slots(base, tid, cur[6])
       redis.call('HDEL', hkey, 'slots')
     end
-  elseif mine and cur[1] ~= 'RUNNING' and cur[5] == entry and cur[2] == attempt
+  elseif mine and cur[1] ~= 'RUNNING' and cur[4] == entry and cur[2] == attempt
          and cur[3] == consumer then
     -- Still this attempt's entry, attempt and worker, but not RUNNING: edited by hand
     -- (every script that moves a task on changes its entry or ends it, and a cancel is
@@ -138,19 +139,18 @@ for i = 9, #ARGV, 7 do
     finalize(base, tid, status, output, err, now, true, f)
   else
     -- read only now: a task that completes needs none of them
-    cur[4], cur[6], cur[7] = unpack(redis.call('HMGET', hkey, 'max_attempts', 'crashes',
-                                               'backoff'))
+    local budget = redis.call('HMGET', hkey, 'max_attempts', 'crashes', 'backoff')
     -- a number edited by hand into nonsense counts as absent: nothing may fail after
     -- the batch's earlier writes (their entries and dependents are settled at the end)
-    local failures = tonumber(attempt) - (tonumber(cur[6] or '') or 0)
-    local allowed = tonumber(cur[4] or '') or default_attempts
+    local failures = tonumber(attempt) - (tonumber(budget[2] or '') or 0)
+    local allowed = tonumber(budget[1] or '') or default_attempts
     if retry ~= 'x' and failures < allowed then
-      if cur[9] then
-        leave_slots(base, tid, cur[9])
+      if cur[6] then
+        leave_slots(base, tid, cur[6])
         redis.call('HDEL', hkey, 'slots')
       end
       redis.call('HSET', hkey, 'error', err)
-      local delay = retry_delay(retry, cur[7], failures)
+      local delay = retry_delay(retry, budget[3], failures)
       if delay > 0 then
         schedule(base, tid, hkey, role, now_ms() + delay, false)
       else

@@ -20,8 +20,8 @@
 -- deletes minutes older than an hour). Bucket 0 holds [0, 1) ms; bucket
 -- b >= 1 holds [10^((b-1)/10), 10^(b/10)) ms; the last, 71, everything above.
 -- Counts are summed over the batch first: one HINCRBY per distinct field.
--- Acked events are deleted together at the end (the XACK of each, one by one,
--- is what says whether this call applies it).
+-- Acked entries are deleted together at the end (the XACK of each, one by one,
+-- is what says whether this call applies its outcomes).
 --
 -- {P}:recent:<role> list: "<C|F|X> <finished at, s> <task id>" of the role's
 -- latest finished tasks, newest first, capped at ARGV[2]; {P}:failures:<role>

@@ -79,7 +79,7 @@ local outcomes = {order = {}, groups = {}}
 local function emit_event(base, id, role, status, attempt, queued_at, started_at, now)
   if events_exist == nil then events_exist = redis.call('EXISTS', base .. 'events') == 1 end
   if not events_exist then return end
-  local wait_ms, run_ms = '', ''  -- '' unless an attempt of it ran (queued_at, started_at)
+  local wait_ms, run_ms = '-', '-'  -- unless an attempt of it ran (queued_at, started_at)
   if queued_at and started_at then
     wait_ms = string.format('%d', math.max(0, (tonumber(started_at) - tonumber(queued_at)) * 1000))
     run_ms = string.format('%d', math.max(0, (tonumber(now) - tonumber(started_at)) * 1000))
@@ -92,9 +92,7 @@ local function emit_event(base, id, role, status, attempt, queued_at, started_at
     outcomes.order[#outcomes.order + 1] = g
   end
   local n = #g.t + 1
-  g.t[n], g.s[n], g.a[n] = id, status, attempt or '0'
-  g.w[n] = wait_ms ~= '' and wait_ms or '-'
-  g.x[n] = run_ms ~= '' and run_ms or '-'
+  g.t[n], g.s[n], g.a[n], g.w[n], g.x[n] = id, status, attempt or '0', wait_ms, run_ms
 end
 
 local function flush_outcomes(base)
@@ -462,7 +460,7 @@ local dep_batch = {on = false, items = {}}
 local FINAL_FIELDS = {'role', 'ttl', 'graph', 'reply_to', 'queued_at', 'started_at',
                       'attempt', 'status', 'enqueued_at', 'entry', 'priority', 'rank', 'held',
                       'slots', 'depends_on', 'progress'}
--- finish.lua's read: FINAL_FIELDS, then its own (17 on).
+-- finish.lua's read: FINAL_FIELDS, then the worker (17).
 local FINISH_FIELDS = {unpack(FINAL_FIELDS)}
 FINISH_FIELDS[#FINISH_FIELDS + 1] = 'worker'
 
